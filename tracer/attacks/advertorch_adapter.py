@@ -1,0 +1,65 @@
+"""Attacks from advertorch: white-box ones on the differentiable copy, SPSA on scores alone.
+
+advertorch is imported through :mod:`tracer._compat`, which makes it importable on torch 2.x.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tracer._compat import import_advertorch_attacks
+from tracer.attacks.oracle import ScoreOracle, WhiteBoxModel
+
+
+def margin_loss(scores: Tensor, y: Tensor) -> Tensor:
+    """Sum over the batch of ``max_{j != y} s_j - s_y`` (Carlini-Wagner's margin).
+
+    A copy's output is C's softmax plus alpha * T_i, not logits: cross-entropy on it saturates
+    for confident images and its gradient vanishes, while the margin keeps a useful gradient.
+    """
+    true = scores.gather(1, y[:, None]).squeeze(1)
+    other = scores.masked_fill(F.one_hot(y, scores.shape[1]).bool(), float("-inf")).max(1).values
+    return (other - true).sum()
+
+
+LOSSES = {"margin": margin_loss, "ce": None}  # None: advertorch's default cross-entropy
+
+
+class AdvertorchAttack:
+    """``perturb(x, y) -> x_adv`` with advertorch attack class ``attack`` (e.g. ``LinfPGDAttack``).
+
+    ``predict`` is a :class:`WhiteBoxModel` for gradient attacks or a :class:`ScoreOracle` for
+    SPSA; ``params`` go to the attack's constructor. ``last_queries`` holds each image's share of
+    the forward passes of the last call (every image in a batch costs the same).
+    """
+
+    def __init__(self, predict: WhiteBoxModel | ScoreOracle, attack: str = "LinfPGDAttack",
+                 loss: str | None = None, **params):
+        attacks = import_advertorch_attacks()
+        if not hasattr(attacks, attack):
+            raise ValueError(f"advertorch has no attack {attack!r}")
+        if loss is not None and loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
+        self.view, self.attack, self.params = predict, attack, dict(params, loss=loss)
+        if LOSSES.get(loss) is not None:
+            params["loss_fn"] = LOSSES[loss]
+        self.adversary = getattr(attacks, attack)(predict, clip_min=0.0, clip_max=1.0, **params)
+        self.last_queries = torch.zeros(0, dtype=torch.long)
+
+    def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Shape: x [n, C, H, W] in [0, 1]; y [n] -> x_adv like x (detached)."""
+        self.view.reset(len(x))
+        if isinstance(self.view, WhiteBoxModel):
+            from advertorch.context import ctx_noparamgrad_and_eval
+            with ctx_noparamgrad_and_eval(self.view):
+                x_adv = self.adversary.perturb(x.clone(), y)
+        else:
+            x_adv = self.adversary.perturb(x.clone(), y)
+        self.last_queries = torch.full((len(x),), self.view.queries // max(1, len(x)),
+                                       dtype=torch.long)
+        return x_adv.detach().clamp(0.0, 1.0)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"advertorch.{self.attack}({args})"

@@ -1,0 +1,104 @@
+"""Evidence generation: a buyer attacks its own copy; we keep what fools that copy.
+
+Each source copy attacks its own disjoint share of the test images that every copy classifies
+correctly. Progress is saved per source after every chunk of images, so an interrupted stage
+loses at most the chunk in progress and resumes where it stopped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tracer.attacks.oracle import THREATS, make_view
+from tracer.evidence import Evidence
+from tracer.models.copies import CopyFamily
+from tracer.separation.train import predict_labels
+
+
+class Attack(Protocol):
+    last_queries: Tensor
+
+    def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor: ...
+
+
+@dataclass
+class AttackSpec:
+    """One attack of the zoo: how to build it from the attacker's view, and its budget.
+
+    ``factory(view)`` returns an :class:`Attack`; ``view`` is what ``threat`` allows
+    (attacks.oracle). ``budget`` caps the queries per image (None: no cap).
+    """
+    name: str
+    threat: str
+    factory: Callable[[Any], Attack]
+    budget: int | None = None
+    batch_size: int = 16
+
+    def __post_init__(self):
+        if self.threat not in THREATS:
+            raise ValueError(f"attack {self.name}: unknown threat {self.threat!r}; known: {THREATS}")
+
+
+def shared_pool(correct: Tensor, num_sources: int, source_rank: int, seed: int = 0) -> Tensor:
+    """Indices of source ``source_rank``'s images: a seeded shuffle of the images every copy
+    classifies correctly (``correct`` [n, m] bool), dealt out round-robin so sources never share."""
+    ok = correct.all(dim=1).nonzero().flatten()
+    order = ok[torch.randperm(len(ok), generator=torch.Generator().manual_seed(seed))]
+    return order[source_rank::num_sources]
+
+
+def attack_copy(family: CopyFamily, source: int, spec: AttackSpec, x: Tensor, y: Tensor,
+                pool: Tensor, n_wanted: int, *, device: torch.device | str = "cpu",
+                part: Path | None = None, progress: bool = True) -> tuple[Evidence, int]:
+    """Attack copy ``source`` on images ``x[pool]`` until ``n_wanted`` succeed or the pool ends.
+
+    Returns the successful evidence and how many images were tried. ``part`` is the resume file.
+    """
+    copy = family.copy(source).eval()
+    view = make_view(copy, spec.threat, family.num_classes, device, spec.budget)
+    attack = spec.factory(view)
+    kept, tried = _resume(part)
+    meta = {"attack": repr(attack), "name": spec.name, "threat": spec.threat,
+            "budget": spec.budget}
+    bar = tqdm(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
+               desc=f"{spec.name} on copy {source}", leave=False)
+    while (need := n_wanted - sum(len(e) for e in kept)) > 0 and tried < len(pool):
+        # Never attack more images than still needed: every success is kept and counted.
+        idx = pool[tried:tried + min(spec.batch_size, need)]
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        x_adv = attack.perturb(xb, yb).detach()
+        y_adv = predict_labels(copy, x_adv, device=device)  # the investigator's check, not a query
+        ok = y_adv != yb.cpu()
+        ev = Evidence(x_adv.cpu()[ok], yb.cpu()[ok], y_adv[ok],
+                      torch.full((int(ok.sum()),), source, dtype=torch.long),
+                      attack.last_queries.cpu()[ok], idx[ok], attack=meta["attack"], params=meta)
+        kept.append(ev)
+        tried += len(idx)
+        bar.update(len(ev))
+        if part is not None:
+            _save_part(part, kept, tried, meta)
+    bar.close()
+    return (Evidence.concat(kept) if kept else _empty(x, meta)), tried
+
+
+def _resume(part: Path | None) -> tuple[list[Evidence], int]:
+    if part is None or not part.is_file():
+        return [], 0
+    ev = Evidence.load(part, allow_empty=True)
+    return [ev], int(ev.params.get("tried", 0))
+
+
+def _save_part(part: Path, kept: list[Evidence], tried: int, meta: dict) -> None:
+    merged = Evidence.concat(kept)
+    merged.params = {**meta, "tried": tried}
+    merged.save(part)
+
+
+def _empty(x: Tensor, meta: dict) -> Evidence:
+    z = torch.zeros(0, dtype=torch.long)
+    return Evidence(x[:0].cpu(), z, z, z, z, z, attack=meta["attack"], params=meta)

@@ -1,0 +1,137 @@
+"""Hydra config -> plain typed objects. With pipeline.py, the only module that touches Hydra.
+
+``compose(*overrides)`` gives notebooks and tests the same config the CLI gets;
+``to_spec(cfg)`` turns it into a :class:`PipelineSpec` of dataclasses the library takes;
+``build(node)`` instantiates a ``_target_`` only from an allow-list of packages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose as _hydra_compose
+from hydra import initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from tracer.attacks.generate import AttackSpec
+from tracer.models.factory import ModelSpec
+from tracer.separation.train import ClassifierTraining, TracerTraining
+from tracer.stages import SeparationSpec
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Hydra 1.3 has no whitelist for _target_; this is ours, hard-coded, never read from config.
+ALLOWED_TARGETS = ("tracer.", "torch.optim.", "advertorch.attacks.", "art.attacks.")
+
+
+def compose(*overrides: str, config_name: str = "config") -> DictConfig:
+    """The pipeline's config with ``overrides`` (CLI syntax), without running anything."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return _hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def check_targets(node: Any, where: str = "config") -> None:
+    """Refuse any ``_target_`` in ``node`` (recursively) outside ALLOWED_TARGETS."""
+    if isinstance(node, DictConfig):
+        target = node.get("_target_")
+        if target is not None and not str(target).startswith(ALLOWED_TARGETS):
+            raise ValueError(f"{where}: _target_ {target!r} is not allowed "
+                             f"(allowed prefixes: {ALLOWED_TARGETS})")
+        for key in node:
+            check_targets(node[key], f"{where}.{key}")
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            check_targets(item, f"{where}[{i}]")
+
+
+def build(node: DictConfig, where: str = "config") -> Any:
+    """``hydra.utils.instantiate`` after :func:`check_targets`."""
+    check_targets(node, where)
+    return instantiate(node)
+
+
+@dataclass
+class DataSpec:
+    name: str = "fashion_mnist"
+    root: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    image_size: int | None = None
+    download: bool = False
+    cache_dir: str | None = None
+
+
+@dataclass
+class EvidenceSpec:
+    num: int = 200                     # successful examples per attack, over all sources
+    sources: list[int] | None = None   # None: every copy is a source in turn
+    max_tries_factor: float = 3.0
+
+
+@dataclass
+class PipelineSpec:
+    data: DataSpec
+    separation: SeparationSpec
+    attacks: list[AttackSpec]
+    evidence: EvidenceSpec
+    seed: int = 0
+    device: str = "cpu"
+    stage: str = "all"
+    progress: bool = True
+    method: str = "tracer"
+
+
+def _take(cls, node: Any, ignore: tuple[str, ...] = ()):
+    """``cls(**node)``; a key that is neither a field of ``cls`` nor in ``ignore`` (keys meant for
+    another consumer of the same node) is a typo, and an error."""
+    d = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names - set(ignore)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device} but CUDA is not available here")
+    return device
+
+
+def attack_specs(node: DictConfig) -> list[AttackSpec]:
+    """One :class:`AttackSpec` per entry of the ``attack`` config group."""
+    specs = []
+    for name in node:
+        a = node[name]
+        factory = build(a.factory, f"attack.{name}.factory")
+        specs.append(AttackSpec(name=str(name), threat=a.threat, factory=factory,
+                                budget=a.get("budget"), batch_size=a.get("batch_size", 16)))
+    return specs
+
+
+def to_spec(cfg: DictConfig) -> PipelineSpec:
+    """The typed objects the library takes, from a composed config."""
+    sources = cfg.evidence.sources
+    sep = SeparationSpec(
+        model=_take(ModelSpec, cfg.model, ignore=("name", "train")),
+        classifier=_take(ClassifierTraining, cfg.model.train),
+        tracer=_take(TracerTraining, cfg.separation.tracer), num_copies=cfg.separation.num_copies,
+        alpha=cfg.separation.alpha, max_agreement=cfg.separation.max_agreement)
+    return PipelineSpec(
+        data=_data_spec(cfg),
+        separation=sep, attacks=attack_specs(cfg.attack),
+        evidence=EvidenceSpec(num=cfg.evidence.num,
+                              sources=None if sources in (None, "all") else list(sources),
+                              max_tries_factor=cfg.evidence.max_tries_factor),
+        seed=cfg.seed, device=resolve_device(cfg.device), stage=cfg.stage,
+        progress=cfg.progress, method=cfg.separation.name)
+
+
+def _data_spec(cfg: DictConfig) -> DataSpec:
+    spec = _take(DataSpec, cfg.dataset, ignore=("num_classes",))
+    spec.cache_dir = cfg.paths.cache_dir
+    return spec

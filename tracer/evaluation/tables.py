@@ -1,0 +1,31 @@
+"""Markdown tables generated from metrics (never typed by hand)."""
+from __future__ import annotations
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def results_markdown(metrics: dict) -> str:
+    """The run summary: a line on the copies, then one row per attack (rates in %)."""
+    accs = ", ".join(pct(a) for a in metrics["copy_clean_acc"])
+    head = (f"**{metrics['dataset']} / {metrics['model']} / {metrics['method']}**: "
+            f"{metrics['num_copies']} copies, alpha {metrics['alpha']}, "
+            f"C clean acc {pct(metrics['base_clean_acc'])}%, copies {accs}%")
+    header = ["attack", "evidence", "success %", "transfer %", "trace %", "trace transf. %",
+              "trace non-transf. %", "KS D", "mean queries"]
+    rows = [[name, str(a["num_evidence"]), pct(a["success_rate"]), pct(a["transfer_rate"]),
+             pct(a["trace_acc"]), pct(a["trace_acc_transferable"]),
+             pct(a["trace_acc_nontransferable"]), num(a.get("ks_d"), 2), num(a["mean_queries"])]
+            for name, a in metrics["attacks"].items()]
+    return head + "\n\n" + markdown_table(header, rows) + "\n"

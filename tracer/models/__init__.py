@@ -1,0 +1,9 @@
+"""Models: the classifier C (backbones), the tracer T_0 (a VAE's encoder) and the copies
+``M_i = C + alpha * pi_i(T_0)`` built from them."""
+from tracer.models.backbones import CLASSIFIERS, Normalize, build_classifier
+from tracer.models.copies import Copy, CopyFamily, OutputNorm
+from tracer.models.factory import InputSpec, ModelSpec, build_base, build_family, build_vae
+from tracer.models.vae import VAETracer
+
+__all__ = ["CLASSIFIERS", "Normalize", "build_classifier", "VAETracer", "OutputNorm", "Copy",
+           "CopyFamily", "InputSpec", "ModelSpec", "build_base", "build_vae", "build_family"]

@@ -1,0 +1,166 @@
+"""The run directory: the contract between stages, the CLI and notebooks (docs/runs.md).
+
+::
+
+    <run>/config.yaml                 resolved config (written by the pipeline)
+    <run>/run.json                    versions, seed, per-stage status and wall time
+    <run>/separate/manifest.json      the seller's record: specs, alpha, permutations, sha256s
+    <run>/separate/{base,tracer_base}.pt, history.csv
+    <run>/attack/<name>/evidence.npz, attack.json, parts/ (resume state)
+    <run>/trace/<name>/scores.npy, verdicts.csv, trace.json
+    <run>/metrics.json, results.md
+
+Only this module knows these paths. Everything read from a run is checked: sha256 against the
+manifest, weights-only checkpoints, pickle-free arrays.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tracer.evidence import Evidence
+from tracer.io import (IntegrityError, load_npy, load_weights, read_json, save_npy, sha256_file,
+                       write_json)
+from tracer.models.copies import CopyFamily
+from tracer.models.factory import InputSpec, ModelSpec, build_base, build_family, build_vae
+
+MANIFEST_FORMAT = 1
+
+
+class Run:
+    """Paths and safe loaders of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def separate_dir(self) -> Path:
+        return self.path / "separate"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.separate_dir / "manifest.json"
+
+    def attack_dir(self, name: str) -> Path:
+        return self.path / "attack" / name
+
+    def evidence_path(self, name: str) -> Path:
+        return self.attack_dir(name) / "evidence.npz"
+
+    def trace_dir(self, name: str) -> Path:
+        return self.path / "trace" / name
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.md"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    # ------------------------------------------------------------------ status
+    def info(self) -> dict:
+        return read_json(self.run_json) if self.run_json.is_file() else {"stages": {}}
+
+    def stage_done(self, stage: str, key: str | None = None) -> bool:
+        """Whether ``stage`` finished (for ``key``, when the stage runs per attack)."""
+        entry = self.info()["stages"].get(stage if key is None else f"{stage}/{key}", {})
+        return entry.get("status") == "done"
+
+    def mark(self, stage: str, status: str, key: str | None = None, **extra: Any) -> None:
+        info = self.info()
+        info.setdefault("versions", versions())
+        info["stages"][stage if key is None else f"{stage}/{key}"] = {
+            "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+        write_json(self.run_json, info)
+
+    # ------------------------------------------------------------------ artefacts
+    @property
+    def manifest(self) -> dict:
+        m = read_json(self.manifest_path)
+        if m.get("format") != MANIFEST_FORMAT:
+            raise IntegrityError(f"{self.manifest_path}: unknown manifest format {m.get('format')!r}")
+        return m
+
+    @property
+    def metrics(self) -> dict:
+        return read_json(self.metrics_path)
+
+    def attacks(self) -> list[str]:
+        """Names of the attacks whose evidence is complete, sorted."""
+        root = self.path / "attack"
+        return sorted(p.parent.name for p in root.glob("*/evidence.npz")) if root.is_dir() else []
+
+    def load_family(self, device: torch.device | str = "cpu") -> CopyFamily:
+        """Rebuild every copy from the manifest; refuses tampered or mismatched checkpoints."""
+        m = self.manifest
+        inp, model = InputSpec(**m["input"]), ModelSpec(**m["model"])
+        base, vae = build_base(model, inp), build_vae(model, inp)
+        for module, name in ((base, "base.pt"), (vae, "tracer_base.pt")):
+            path = self.separate_dir / name
+            state = load_weights(path, m["files"].get(name))
+            try:
+                module.load_state_dict(state)
+            except (RuntimeError, TypeError) as err:
+                raise IntegrityError(f"{path}: does not fit the architecture in the manifest "
+                                     f"({str(err).splitlines()[0][:200]})") from None
+        perms = torch.tensor(m["permutations"], dtype=torch.long)
+        family = build_family(base, vae.encoder, perms, m["alpha"], model)
+        return family.to(device).eval()
+
+    def load_evidence(self, name: str) -> Evidence:
+        """The evidence of attack ``name``, checked against its sha256 and this run's copies."""
+        meta = read_json(self.attack_dir(name) / "attack.json")
+        if meta.get("manifest_sha256") != sha256_file(self.manifest_path):
+            raise IntegrityError(f"{self.evidence_path(name)}: made against another manifest "
+                                 "than this run's copies")
+        m = self.manifest
+        return Evidence.load(self.evidence_path(name), shape=tuple(m["input"]["shape"]),
+                             num_classes=m["input"]["num_classes"],
+                             expected_sha256=meta.get("evidence_sha256"))
+
+    def save_scores(self, name: str, scores: torch.Tensor) -> None:
+        save_npy(self.trace_dir(name) / "scores.npy", scores.numpy().astype(np.float32))
+
+    def load_scores(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(load_npy(self.trace_dir(name) / "scores.npy"))
+
+
+def load_run(path: str | Path) -> Run:
+    """A :class:`Run` over an existing run directory."""
+    run = Run(path)
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"no run directory at {run.path}")
+    return run
+
+
+def write_manifest(run: Run, *, dataset: str, inp: InputSpec, model: ModelSpec, alpha: float,
+                   permutations: torch.Tensor, seed: int, accuracy: dict) -> None:
+    files = {name: sha256_file(run.separate_dir / name) for name in ("base.pt", "tracer_base.pt")}
+    write_json(run.manifest_path, {
+        "format": MANIFEST_FORMAT, "dataset": dataset, "input": asdict(inp),
+        "model": asdict(model), "alpha": alpha, "seed": seed,
+        "permutations": permutations.tolist(), "accuracy": accuracy, "files": files})
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    out = {"python": platform.python_version()}
+    for pkg in ("tracer", "torch", "torchvision", "advertorch", "adversarial-robustness-toolbox",
+                "hydra-core", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out

@@ -1,0 +1,204 @@
+"""The four stages, each reading and writing a run directory: separate -> attack -> trace -> report.
+
+They take plain objects (data, specs, families), never a config, so notebooks and the CLI call the
+same functions. A finished stage is skipped when run again; an interrupted one resumes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
+from tracer.data import ImageData
+from tracer.evaluation.metrics import RunMetrics, trace_metrics
+from tracer.evaluation.tables import results_markdown
+from tracer.evidence import Evidence
+from tracer.io import (atomic_torch_save, atomic_write_text, load_weights, read_json, sha256_file,
+                       write_json)
+from tracer.models.copies import CopyFamily
+from tracer.models.factory import InputSpec, ModelSpec, build_base, build_family, build_vae
+from tracer.runs import Run, versions, write_manifest
+from tracer.separation.permutations import make_permutations
+from tracer.separation.train import (ClassifierTraining, TracerTraining, predict_labels,
+                                     train_classifier, train_tracer)
+from tracer.tracing import dol_score, verdict
+
+
+@dataclass
+class SeparationSpec:
+    """Everything the separation stage needs besides the data."""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    classifier: ClassifierTraining = field(default_factory=ClassifierTraining)
+    tracer: TracerTraining = field(default_factory=TracerTraining)
+    num_copies: int = 5
+    alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
+    max_agreement: int = 1       # permutations agree pairwise on at most this many positions
+
+
+def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: int = 0,
+             device: torch.device | str = "cpu", progress: bool = True) -> CopyFamily:
+    """Train C and T_0, build ``spec.num_copies`` copies, write ``separate/`` with its manifest."""
+    run = Run(out)
+    if run.stage_done("separate"):
+        return run.load_family(device)
+    start = time.time()
+    mean, std = data.channel_stats()
+    inp = InputSpec(list(data.shape), data.num_classes, mean, std)
+    sep = run.separate_dir
+    resume = sep / "resume"
+    torch.manual_seed(seed)
+    base = _trained(sep / "base.pt", build_base(spec.model, inp), lambda m: train_classifier(
+        m, data.x_train, data.y_train, spec.classifier, seed=seed, device=device,
+        checkpoint=resume / "base.pt", progress=progress), sep / "history_base.csv")
+    torch.manual_seed(seed + 1)
+    vae = _trained(sep / "tracer_base.pt", build_vae(spec.model, inp), lambda m: train_tracer(
+        m, data.x_train, spec.tracer, seed=seed + 1, device=device,
+        checkpoint=resume / "tracer_base.pt", progress=progress), sep / "history_tracer.csv")
+    perms = make_permutations(data.num_classes, spec.num_copies, seed=seed,
+                              max_agreement=spec.max_agreement)
+    family = build_family(base, vae.encoder, perms, spec.alpha, spec.model).to(device).eval()
+    y = data.y_test
+    accuracy = {
+        "base_clean_acc": _acc(predict_labels(base, data.x_test, device=device), y),
+        "copy_clean_acc": [_acc(col, y) for col in
+                           predict_labels(family.outputs, data.x_test, device=device).T],
+    }
+    write_manifest(run, dataset=data.name, inp=inp, model=spec.model, alpha=spec.alpha,
+                   permutations=perms, seed=seed, accuracy=accuracy)
+    for f in resume.glob("*.pt") if resume.is_dir() else []:
+        f.unlink()
+    run.mark("separate", "done", seconds=round(time.time() - start, 1), spec=asdict(spec))
+    return family
+
+
+def _trained(path: Path, module: torch.nn.Module, train, history_path: Path) -> torch.nn.Module:
+    """Load ``module`` from ``path`` if an earlier (interrupted) run finished it, else train it."""
+    if path.is_file():
+        module.load_state_dict(load_weights(path))
+    else:
+        history = train(module)
+        atomic_torch_save(module.state_dict(), path)
+        _write_history(history_path, history)
+    return module.eval()
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return float((pred == y).float().mean())
+
+
+def attack(family: CopyFamily, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
+           num_evidence: int, sources: list[int] | None = None, max_tries_factor: float = 3.0,
+           seed: int = 0, device: torch.device | str = "cpu",
+           progress: bool = True) -> dict[str, Evidence]:
+    """Run every attack from every source copy until ``num_evidence`` successful examples exist
+    per attack (shared out evenly over the sources); writes ``attack/<name>/``."""
+    run = Run(out)
+    sources = list(range(family.num_copies)) if sources is None else list(sources)
+    correct = predict_labels(family.outputs, data.x_test, device=device) == data.y_test[:, None]
+    per_source = -(-num_evidence // len(sources))
+    manifest_sha = sha256_file(run.manifest_path)
+    results = {}
+    for spec in specs:
+        if run.stage_done("attack", spec.name):
+            results[spec.name] = run.load_evidence(spec.name)
+            continue
+        start = time.time()
+        parts, tried = [], 0
+        for rank, source in enumerate(sources):
+            pool = shared_pool(correct, len(sources), rank, seed)[:int(per_source * max_tries_factor)]
+            torch.manual_seed(seed * 1000 + source)
+            ev, n_tried = attack_copy(family, source, spec, data.x_test, data.y_test, pool,
+                                      per_source, device=device, progress=progress,
+                                      part=run.attack_dir(spec.name) / "parts" / f"source_{source}.npz")
+            parts.append(ev)
+            tried += n_tried
+        evidence = Evidence.concat(parts)
+        evidence.params = {k: v for k, v in evidence.params.items() if k != "tried"}
+        path = run.evidence_path(spec.name)
+        evidence.save(path)
+        write_json(run.attack_dir(spec.name) / "attack.json", {
+            "attack": evidence.attack, "name": spec.name, "threat": spec.threat,
+            "budget": spec.budget, "num_evidence": len(evidence), "num_tried": tried,
+            "success_rate": len(evidence) / tried if tried else None,
+            "mean_queries": float(evidence.queries.float().mean()) if len(evidence) else None,
+            "sources": sources, "evidence_sha256": sha256_file(path),
+            "manifest_sha256": manifest_sha, "seconds": round(time.time() - start, 1)})
+        run.mark("attack", "done", key=spec.name)
+        results[spec.name] = evidence
+    return results
+
+
+def trace(family: CopyFamily, evidence: dict[str, Evidence], out: str | Path, *,
+          device: torch.device | str = "cpu") -> dict[str, dict]:
+    """Score every candidate copy on each attack's evidence (DOL), name the source, and write
+    ``trace/<name>/`` (scores, per-example verdicts, metrics)."""
+    run = Run(out)
+    results = {}
+    for name, ev in evidence.items():
+        if len(ev) == 0:
+            continue
+        scores, labels = dol_score(family, ev.x, device=device)
+        tried = read_json(run.attack_dir(name) / "attack.json")["num_tried"]
+        metrics = asdict(trace_metrics(scores, labels, ev, tried))
+        run.save_scores(name, scores)
+        _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, labels, ev)
+        write_json(run.trace_dir(name) / "trace.json", metrics)
+        run.mark("trace", "done", key=name)
+        results[name] = metrics
+    return results
+
+
+def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: Evidence) -> None:
+    from tracer.evaluation.metrics import transferable
+    index, abstained = verdict(scores)
+    top2 = scores.topk(min(2, scores.shape[1]), dim=1).values
+    margin = top2[:, 0] - top2[:, -1]
+    trans = transferable(labels, ev)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["evidence_id", "source", "verdict", "abstained", "top_score", "margin",
+                "transferable", "correct"])
+    for i in range(len(ev)):
+        w.writerow([i, int(ev.source[i]), int(index[i]), int(abstained[i]),
+                    f"{float(top2[i, 0]):.5f}", f"{float(margin[i]):.5f}", int(trans[i]),
+                    int(index[i] == ev.source[i])])
+    atomic_write_text(path, buf.getvalue())
+
+
+def report(out: str | Path, *, method: str = "tracer", quiet: bool = False) -> dict:
+    """Collect the run's files into ``metrics.json`` and ``results.md``; returns the metrics."""
+    run = Run(out)
+    m = run.manifest
+    attacks = {}
+    for name in run.attacks():
+        trace_json = run.trace_dir(name) / "trace.json"
+        if trace_json.is_file():
+            attacks[name] = read_json(trace_json)
+    metrics = RunMetrics(
+        dataset=m["dataset"], model=m["model"]["arch"], method=method,
+        num_copies=len(m["permutations"]), alpha=m["alpha"], seed=m["seed"],
+        base_clean_acc=m["accuracy"]["base_clean_acc"],
+        copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
+        versions=run.info().get("versions", versions())).to_json()
+    write_json(run.metrics_path, metrics)
+    table = results_markdown(metrics)
+    atomic_write_text(run.results_path, table)
+    run.mark("report", "done")
+    if not quiet:
+        print(table)
+    return metrics
