@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from tracer.attacks.generate import AttackSpec
-from tracer.models.factory import ModelSpec
+from tracer.models.factory import ModelSpec, TracerSpec
 from tracer.separation.train import ClassifierTraining, TracerTraining
 from tracer.stages import SeparationSpec
 
@@ -119,8 +119,10 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
     sep = SeparationSpec(
         model=_take(ModelSpec, cfg.model, ignore=("name", "train")),
         classifier=_take(ClassifierTraining, cfg.model.train),
-        tracer=_take(TracerTraining, cfg.separation.tracer), num_copies=cfg.separation.num_copies,
-        alpha=cfg.separation.alpha, max_agreement=cfg.separation.max_agreement)
+        tracer=_take(TracerSpec, cfg.separation.tracer, ignore=("train",)),
+        tracer_training=_take(TracerTraining, cfg.separation.tracer.train),
+        num_copies=cfg.separation.num_copies, alpha=cfg.separation.alpha,
+        max_agreement=cfg.separation.max_agreement)
     return PipelineSpec(
         data=_data_spec(cfg),
         separation=sep, attacks=attack_specs(cfg.attack),

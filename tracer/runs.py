@@ -28,7 +28,8 @@ from tracer.evidence import Evidence
 from tracer.io import (IntegrityError, load_npy, load_weights, read_json, save_npy, sha256_file,
                        write_json)
 from tracer.models.copies import CopyFamily
-from tracer.models.factory import InputSpec, ModelSpec, build_base, build_family, build_vae
+from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
+                                   build_tracer)
 
 MANIFEST_FORMAT = 1
 
@@ -105,9 +106,13 @@ class Run:
     def load_family(self, device: torch.device | str = "cpu") -> CopyFamily:
         """Rebuild every copy from the manifest; refuses tampered or mismatched checkpoints."""
         m = self.manifest
-        inp, model = InputSpec(**m["input"]), ModelSpec(**m["model"])
-        base, vae = build_base(model, inp), build_vae(model, inp)
-        for module, name in ((base, "base.pt"), (vae, "tracer_base.pt")):
+        try:
+            inp, model = InputSpec(**m["input"]), ModelSpec(**m["model"])
+            tracer_spec = TracerSpec(**m["tracer"])
+        except (TypeError, ValueError, KeyError) as err:
+            raise IntegrityError(f"{self.manifest_path}: malformed specs ({err})") from None
+        base, tracer = build_base(model, inp), build_tracer(tracer_spec, inp)
+        for module, name in ((base, "base.pt"), (tracer, "tracer_base.pt")):
             path = self.separate_dir / name
             state = load_weights(path, m["files"].get(name))
             try:
@@ -116,7 +121,7 @@ class Run:
                 raise IntegrityError(f"{path}: does not fit the architecture in the manifest "
                                      f"({str(err).splitlines()[0][:200]})") from None
         perms = torch.tensor(m["permutations"], dtype=torch.long)
-        family = build_family(base, vae.encoder, perms, m["alpha"], model)
+        family = build_family(base, tracer.base_tracer, perms, m["alpha"], tracer_spec)
         return family.to(device).eval()
 
     def load_evidence(self, name: str) -> Evidence:
@@ -145,12 +150,13 @@ def load_run(path: str | Path) -> Run:
     return run
 
 
-def write_manifest(run: Run, *, dataset: str, inp: InputSpec, model: ModelSpec, alpha: float,
-                   permutations: torch.Tensor, seed: int, accuracy: dict) -> None:
+def write_manifest(run: Run, *, dataset: str, inp: InputSpec, model: ModelSpec,
+                   tracer: TracerSpec, alpha: float, permutations: torch.Tensor, seed: int,
+                   accuracy: dict) -> None:
     files = {name: sha256_file(run.separate_dir / name) for name in ("base.pt", "tracer_base.pt")}
     write_json(run.manifest_path, {
         "format": MANIFEST_FORMAT, "dataset": dataset, "input": asdict(inp),
-        "model": asdict(model), "alpha": alpha, "seed": seed,
+        "model": asdict(model), "tracer": asdict(tracer), "alpha": alpha, "seed": seed,
         "permutations": permutations.tolist(), "accuracy": accuracy, "files": files})
 
 

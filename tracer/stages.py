@@ -21,11 +21,12 @@ from tracer.evidence import Evidence
 from tracer.io import (atomic_torch_save, atomic_write_text, load_weights, read_json, sha256_file,
                        write_json)
 from tracer.models.copies import CopyFamily
-from tracer.models.factory import InputSpec, ModelSpec, build_base, build_family, build_vae
+from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
+                                   build_tracer)
 from tracer.runs import Run, versions, write_manifest
 from tracer.separation.permutations import make_permutations
-from tracer.separation.train import (ClassifierTraining, TracerTraining, predict_labels,
-                                     train_classifier, train_tracer)
+from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
+                                     predict_labels, train_classifier)
 from tracer.tracing import dol_score, verdict
 
 
@@ -34,7 +35,8 @@ class SeparationSpec:
     """Everything the separation stage needs besides the data."""
     model: ModelSpec = field(default_factory=ModelSpec)
     classifier: ClassifierTraining = field(default_factory=ClassifierTraining)
-    tracer: TracerTraining = field(default_factory=TracerTraining)
+    tracer: TracerSpec = field(default_factory=TracerSpec)
+    tracer_training: TracerTraining = field(default_factory=TracerTraining)
     num_copies: int = 5
     alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
     max_agreement: int = 1       # permutations agree pairwise on at most this many positions
@@ -56,20 +58,23 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
         m, data.x_train, data.y_train, spec.classifier, seed=seed, device=device,
         checkpoint=resume / "base.pt", progress=progress), sep / "history_base.csv")
     torch.manual_seed(seed + 1)
-    vae = _trained(sep / "tracer_base.pt", build_vae(spec.model, inp), lambda m: train_tracer(
-        m, data.x_train, spec.tracer, seed=seed + 1, device=device,
-        checkpoint=resume / "tracer_base.pt", progress=progress), sep / "history_tracer.csv")
+    train_tracer = TRAINERS[spec.tracer.kind]
+    tracer = _trained(sep / "tracer_base.pt", build_tracer(spec.tracer, inp, seed=seed),
+                      lambda m: train_tracer(m, data.x_train, spec.tracer_training, seed=seed + 1,
+                                             device=device, checkpoint=resume / "tracer_base.pt",
+                                             progress=progress), sep / "history_tracer.csv")
     perms = make_permutations(data.num_classes, spec.num_copies, seed=seed,
                               max_agreement=spec.max_agreement)
-    family = build_family(base, vae.encoder, perms, spec.alpha, spec.model).to(device).eval()
+    family = build_family(base, tracer.base_tracer, perms, spec.alpha, spec.tracer)
+    family = family.to(device).eval()
     y = data.y_test
     accuracy = {
         "base_clean_acc": _acc(predict_labels(base, data.x_test, device=device), y),
         "copy_clean_acc": [_acc(col, y) for col in
                            predict_labels(family.outputs, data.x_test, device=device).T],
     }
-    write_manifest(run, dataset=data.name, inp=inp, model=spec.model, alpha=spec.alpha,
-                   permutations=perms, seed=seed, accuracy=accuracy)
+    write_manifest(run, dataset=data.name, inp=inp, model=spec.model, tracer=spec.tracer,
+                   alpha=spec.alpha, permutations=perms, seed=seed, accuracy=accuracy)
     for f in resume.glob("*.pt") if resume.is_dir() else []:
         f.unlink()
     run.mark("separate", "done", seconds=round(time.time() - start, 1), spec=asdict(spec))

@@ -2,8 +2,11 @@
 ``M_i = C + alpha * pi_i(T_0)`` built from them."""
 from tracer.models.backbones import CLASSIFIERS, Normalize, build_classifier
 from tracer.models.copies import Copy, CopyFamily, OutputNorm
-from tracer.models.factory import InputSpec, ModelSpec, build_base, build_family, build_vae
+from tracer.models.factory import (TRACER_KINDS, InputSpec, ModelSpec, TracerSpec, build_base,
+                                   build_family, build_tracer)
+from tracer.models.residual import ResidualTracer
 from tracer.models.vae import VAETracer
 
 __all__ = ["CLASSIFIERS", "Normalize", "build_classifier", "VAETracer", "OutputNorm", "Copy",
-           "CopyFamily", "InputSpec", "ModelSpec", "build_base", "build_vae", "build_family"]
+           "CopyFamily", "InputSpec", "ModelSpec", "TracerSpec", "TRACER_KINDS", "build_base",
+           "build_tracer", "build_family", "ResidualTracer"]

@@ -1,7 +1,8 @@
-"""Loss terms of the separation stage (paper.md, "Training T_0").
+"""Loss terms of the separation stage.
 
-``L = lam * (MSE(V(X), X) + KL) + L_trap`` with the noise-sensitive term
-``L_trap = | cos(T_0(x), T_0(x + xi)) - cos(theta) |`` (abs, or squared: docs/method.md).
+The paper's VAE tracer (paper.md, "Training T_0"): ``L = lam * (MSE(V(X), X) + KL) + L_trap`` with
+the noise-sensitive term ``L_trap = | cos(T_0(x), T_0(x + xi)) - cos(theta) |`` (abs or squared).
+Our residual tracer (docs/method.md): its noise predictor learns ``noise_prediction_loss``.
 """
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ def vae_loss(recon: Tensor, x: Tensor, mu: Tensor, sigma: Tensor) -> tuple[Tenso
     return mse, kl
 
 
-def add_noise(x: Tensor, kind: str, scale: float, generator: torch.Generator | None = None) -> Tensor:
+def add_noise(x: Tensor, kind: str, scale: float | Tensor,
+              generator: torch.Generator | None = None) -> Tensor:
     """The noisy twin x + xi, clipped to [0, 1]: Gaussian with std ``scale`` or uniform in
-    [-scale, scale] per pixel."""
+    [-scale, scale] per pixel; ``scale`` is a number or a tensor broadcastable to x."""
     if kind == "gaussian":
         xi = torch.randn(x.shape, generator=generator, device=x.device) * scale
     elif kind == "uniform":
@@ -45,3 +47,20 @@ def add_noise(x: Tensor, kind: str, scale: float, generator: torch.Generator | N
     else:
         raise ValueError(f"unknown noise kind {kind!r}; known: {NOISE_KINDS}")
     return (x + xi).clamp_(0.0, 1.0)
+
+
+def noise_prediction_loss(predicted: Tensor, noise: Tensor) -> Tensor:
+    """Squared error of the predicted noise, summed over pixels and averaged over the batch.
+
+    Shape: predicted, noise [n, C, H, W].
+    """
+    return (predicted - noise).pow(2).flatten(1).sum(1).mean()
+
+
+def random_noise_levels(n: int, scale: float, clean_fraction: float,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Per-image noise std, uniform in [0, scale], with ``clean_fraction`` of the images at 0 so
+    the predictor also learns to answer 0 on clean images. Shape: [n, 1, 1, 1]."""
+    sigma = torch.rand(n, generator=generator) * scale
+    sigma[torch.rand(n, generator=generator) < clean_fraction] = 0.0
+    return sigma.view(n, 1, 1, 1)

@@ -14,30 +14,41 @@ def agreement(perms: Tensor) -> Tensor:
     return (perms.unsqueeze(1) == perms.unsqueeze(0)).sum(-1)
 
 
+def _is_prime(k: int) -> bool:
+    return k >= 2 and all(k % d for d in range(2, int(k ** 0.5) + 1))
+
+
 def make_permutations(num_classes: int, num_copies: int, seed: int = 0, max_agreement: int = 1,
-                      max_tries: int = 200_000) -> Tensor:
+                      max_tries: int = 20_000) -> Tensor:
     """``num_copies`` permutations of ``range(num_classes)``, pairwise agreeing on at most
     ``max_agreement`` positions, deterministic in ``seed``.
 
-    The first K are cyclic shifts of one random permutation (they agree nowhere); more are drawn
-    at random and kept if they respect the bound. For K a prime power up to K(K-1) exist; for
-    other K fewer do, and this raises once ``max_tries`` draws find no new one.
+    For a prime K the affine maps ``k -> a k + b (mod K)`` give K(K-1) permutations that agree
+    pairwise on at most one position (the bound of paper.md); they are relabelled by a random
+    permutation and taken in a seeded random order. For other K, permutations are drawn at random
+    and kept when they respect the bound, which finds fewer (19 for K = 10: no sharply
+    2-transitive set exists on 10 points); this raises once ``max_tries`` draws in a row fail.
     """
     if num_classes < 2 or num_copies < 1:
         raise ValueError("need at least 2 classes and 1 copy")
+    k = num_classes
     gen = torch.Generator().manual_seed(seed)
-    base = torch.randperm(num_classes, generator=gen)
-    k = torch.arange(num_classes)
-    perms = [base[(k + s) % num_classes] for s in range(min(num_copies, num_classes))]
-    tries = 0
+    relabel = torch.randperm(k, generator=gen)
+    if _is_prime(k) and max_agreement >= 1 and num_copies <= k * (k - 1):
+        idx = torch.arange(k)
+        affine = torch.stack([(a * idx + b) % k for a in range(1, k) for b in range(k)])
+        order = torch.randperm(len(affine), generator=gen)[:num_copies]
+        return relabel[affine[order]]
+    perms = torch.empty(0, k, dtype=torch.long)
+    fails = 0
     while len(perms) < num_copies:
-        cand = torch.randperm(num_classes, generator=gen)
-        if all(int((cand == p).sum()) <= max_agreement for p in perms):
-            perms.append(cand)
-            tries = 0
+        cand = torch.randperm(k, generator=gen)
+        if ((perms == cand).sum(1) <= max_agreement).all():
+            perms = torch.cat([perms, cand[None]])
+            fails = 0
             continue
-        tries += 1
-        if tries >= max_tries:
-            raise ValueError(f"found only {len(perms)} permutations of {num_classes} outputs "
-                             f"agreeing on <= {max_agreement} positions; asked for {num_copies}")
-    return torch.stack(perms)
+        fails += 1
+        if fails >= max_tries:
+            raise ValueError(f"found only {len(perms)} permutations of {k} outputs agreeing on "
+                             f"<= {max_agreement} positions; asked for {num_copies}")
+    return perms

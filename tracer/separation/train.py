@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from tracer.data import batches
 from tracer.io import atomic_torch_save, load_weights
-from tracer.separation.losses import add_noise, noise_sensitive_loss, vae_loss
+from tracer.separation.losses import (add_noise, noise_prediction_loss, noise_sensitive_loss,
+                                      random_noise_levels, vae_loss)
 
 
 @dataclass
@@ -30,16 +31,18 @@ class ClassifierTraining:
 
 @dataclass
 class TracerTraining:
-    """How T_0 is trained: ``lam * (MSE + KL) + L_trap`` on (x, x + xi) pairs."""
+    """How T_0 is trained. The VAE tracer (paper): ``lam * (MSE + KL) + L_trap`` on (x, x + xi)
+    pairs. The residual tracer (ours): noise prediction at std uniform in [0, noise_scale]."""
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
-    lam: float = 0.001          # paper: 0.001
-    theta_deg: float = 75.0     # paper: 75 degrees
-    trap_form: str = "abs"
     noise: str = "gaussian"
     noise_scale: float = 0.1
     n_train: int | None = None  # train T_0 on a subset of the training images
+    lam: float = 0.001          # vae: weight of the VAE terms (paper: 0.001)
+    theta_deg: float = 75.0     # vae: the angle noise turns T_0's output by (paper: 75 degrees)
+    trap_form: str = "abs"      # vae: |cos - cos(theta)| or its square
+    clean_fraction: float = 0.2  # residual: share of training images left clean
 
 
 Step = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, dict[str, float]]]
@@ -102,14 +105,12 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
                desc="classifier C", progress=progress)
 
 
-def train_tracer(vae: nn.Module, x: Tensor, spec: TracerTraining, *, seed: int = 0,
-                 device: torch.device | str = "cpu", checkpoint: Path | None = None,
-                 progress: bool = True) -> list[dict]:
+def train_vae_tracer(vae: nn.Module, x: Tensor, spec: TracerTraining, *, seed: int = 0,
+                     device: torch.device | str = "cpu", checkpoint: Path | None = None,
+                     progress: bool = True) -> list[dict]:
     """Train the VAE whose encoder is T_0 (paper.md): each batch and its noisy twin go through
     the VAE together; the loss is ``lam * (MSE + KL) + L_trap``."""
-    if spec.n_train is not None:
-        x = x[:spec.n_train]
-    labels = torch.zeros(len(x), dtype=torch.long)
+    x, labels = _tracer_subset(x, spec)
 
     def step(xb: Tensor, _: Tensor, gen: torch.Generator):
         xn = add_noise(xb, spec.noise, spec.noise_scale, generator=_device_gen(gen, xb))
@@ -124,6 +125,33 @@ def train_tracer(vae: nn.Module, x: Tensor, spec: TracerTraining, *, seed: int =
     return fit(vae, x, labels, step, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                seed=seed, device=device, checkpoint=checkpoint, desc="tracer T_0",
                progress=progress)
+
+
+def train_residual_tracer(tracer: nn.Module, x: Tensor, spec: TracerTraining, *, seed: int = 0,
+                          device: torch.device | str = "cpu", checkpoint: Path | None = None,
+                          progress: bool = True) -> list[dict]:
+    """Train the residual tracer's noise predictor R to return the noise added to an image
+    (0 for the clean share); the projection P is fixed at construction."""
+    x, labels = _tracer_subset(x, spec)
+
+    def step(xb: Tensor, _: Tensor, gen: torch.Generator):
+        sigma = random_noise_levels(len(xb), spec.noise_scale, spec.clean_fraction, gen)
+        noisy = add_noise(xb, spec.noise, sigma.to(xb.device), generator=_device_gen(gen, xb))
+        loss = noise_prediction_loss(tracer.noise(noisy), noisy - xb)
+        return loss, {"noise_mse": loss.item()}
+
+    return fit(tracer.noise, x, labels, step, epochs=spec.epochs, batch_size=spec.batch_size,
+               lr=spec.lr, seed=seed, device=device, checkpoint=checkpoint,
+               desc="tracer T_0 (noise predictor)", progress=progress)
+
+
+TRAINERS = {"vae": train_vae_tracer, "residual": train_residual_tracer}
+
+
+def _tracer_subset(x: Tensor, spec: TracerTraining) -> tuple[Tensor, Tensor]:
+    if spec.n_train is not None:
+        x = x[:spec.n_train]
+    return x, torch.zeros(len(x), dtype=torch.long)
 
 
 def _device_gen(gen: torch.Generator, like: Tensor) -> torch.Generator | None:

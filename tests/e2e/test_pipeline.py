@@ -1,0 +1,79 @@
+"""The tiny configuration end to end: digits, 3 copies, real attacks, every metrics.json field."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracer
+from tracer.evaluation.metrics import AttackMetrics, RunMetrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    run = tracer.run(tracer.compose("debug=tiny"), out)
+    return run
+
+
+def test_metrics_json_has_every_field(tiny_run):
+    m = json.loads(tiny_run.metrics_path.read_text())
+    top = {f for f in RunMetrics.__dataclass_fields__}
+    assert top <= set(m)
+    assert m["dataset"] == "digits" and m["num_copies"] == 3 and m["alpha"] == 0.15
+    assert 0.8 <= m["base_clean_acc"] <= 1 and len(m["copy_clean_acc"]) == 3
+    assert set(m["attacks"]) == {"hsja", "pgd"}
+    for name, a in m["attacks"].items():
+        assert set(AttackMetrics.__dataclass_fields__) <= set(a), name
+        assert a["num_evidence"] == 12
+        for key in ("success_rate", "transfer_rate", "trace_acc"):
+            assert 0 <= a[key] <= 1, (name, key)
+        assert a["mean_queries"] > 0
+
+
+def test_every_file_of_the_run_directory(tiny_run):
+    p = tiny_run.path
+    for rel in ("config.yaml", "run.json", "metrics.json", "results.md", "separate/manifest.json",
+                "separate/base.pt", "separate/tracer_base.pt", "separate/history_base.csv",
+                "separate/history_tracer.csv"):
+        assert (p / rel).is_file(), rel
+    for name in ("hsja", "pgd"):
+        for rel in (f"attack/{name}/evidence.npz", f"attack/{name}/attack.json",
+                    f"trace/{name}/scores.npy", f"trace/{name}/verdicts.csv",
+                    f"trace/{name}/trace.json"):
+            assert (p / rel).is_file(), rel
+    info = json.loads((p / "run.json").read_text())
+    assert all(s["status"] == "done" for s in info["stages"].values())
+    assert info["versions"]["torch"]
+    table = (p / "results.md").read_text()
+    assert "| hsja |" in table and "| pgd |" in table
+
+
+def test_evidence_fools_its_source_copy(tiny_run):
+    family = tiny_run.load_family()
+    ev = tiny_run.load_evidence("hsja")
+    labels = family.predict(ev.x)
+    assert (labels[range(len(ev)), ev.source] != ev.y_true).all()
+    assert sorted(set(ev.source.tolist())) == [0, 1, 2]
+
+
+def test_trace_stage_reruns_on_the_existing_run(tiny_run):
+    before = json.loads(tiny_run.metrics_path.read_text())
+    cfg = tracer.compose("debug=tiny", "stage=trace")
+    tracer.run(cfg, tiny_run.path)
+    after = json.loads(tiny_run.metrics_path.read_text())
+    assert after["attacks"] == before["attacks"]
+
+
+def test_cli_runs_the_report_stage(tiny_run):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tracer.pipeline", "debug=tiny", "stage=report",
+                           f"hydra.run.dir={tiny_run.path}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| hsja |" in proc.stdout

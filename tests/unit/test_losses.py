@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from tracer.separation.losses import (add_noise, noise_prediction_loss, noise_sensitive_loss,
+                                      random_noise_levels, vae_loss)
+
+
+def _pair_with_cosine(angle_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.tensor([[1.0, 0.0, 0.0]])
+    r = math.radians(angle_deg)
+    return a, torch.tensor([[math.cos(r), math.sin(r), 0.0]])
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 75.0, 90.0, 120.0])
+def test_trap_loss_is_distance_of_cosine_to_target(angle):
+    a, b = _pair_with_cosine(angle)
+    expected = abs(math.cos(math.radians(angle)) - math.cos(math.radians(75.0)))
+    assert noise_sensitive_loss(a, b, 75.0) == pytest.approx(expected, abs=1e-6)
+    assert noise_sensitive_loss(a, b, 75.0, form="square") == pytest.approx(expected ** 2, abs=1e-6)
+
+
+def test_trap_loss_zero_exactly_at_theta_and_scale_invariant():
+    a, b = _pair_with_cosine(60.0)
+    assert noise_sensitive_loss(3 * a, 0.5 * b, 60.0) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_trap_loss_averages_over_batch_and_rejects_unknown_form():
+    a1, b1 = _pair_with_cosine(0.0)
+    a2, b2 = _pair_with_cosine(90.0)
+    loss = noise_sensitive_loss(torch.cat([a1, a2]), torch.cat([b1, b2]), 90.0)
+    assert loss == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="form"):
+        noise_sensitive_loss(a1, b1, form="cube")
+
+
+def test_vae_loss_kl_vanishes_for_standard_normal():
+    x = torch.rand(4, 1, 8, 8)
+    mse, kl = vae_loss(x, x, torch.zeros(4, 5), torch.ones(4, 5))
+    assert mse == 0 and kl == pytest.approx(0.0, abs=1e-6)
+    _, kl2 = vae_loss(x, x, torch.ones(4, 5), torch.ones(4, 5))
+    assert kl2 == pytest.approx(2.5, abs=1e-5)  # 0.5 * sum(mu^2) over 5 latents
+
+
+def test_add_noise_stays_in_unit_range_and_accepts_per_image_scale():
+    x = torch.rand(6, 1, 8, 8)
+    for kind in ("gaussian", "uniform"):
+        xn = add_noise(x, kind, 0.5)
+        assert xn.min() >= 0 and xn.max() <= 1 and not torch.equal(xn, x)
+    scale = torch.tensor([0.0, 0.3] * 3).view(6, 1, 1, 1)
+    xn = add_noise(x, "gaussian", scale)
+    assert torch.equal(xn[0], x[0]) and not torch.equal(xn[1], x[1])
+    with pytest.raises(ValueError, match="noise kind"):
+        add_noise(x, "salt", 0.1)
+
+
+def test_uniform_noise_bounded_by_scale():
+    x = torch.full((2, 1, 16, 16), 0.5)
+    assert (add_noise(x, "uniform", 0.1) - x).abs().max() <= 0.1 + 1e-6
+
+
+def test_noise_prediction_loss_sums_pixels_averages_batch():
+    pred = torch.zeros(2, 1, 2, 2)
+    noise = torch.ones(2, 1, 2, 2)
+    assert noise_prediction_loss(pred, noise) == pytest.approx(4.0)
+
+
+def test_random_noise_levels_range_and_clean_share():
+    gen = torch.Generator().manual_seed(0)
+    s = random_noise_levels(10_000, 0.2, 0.25, gen)
+    assert s.shape == (10_000, 1, 1, 1) and s.min() >= 0 and s.max() <= 0.2
+    assert abs((s == 0).float().mean().item() - 0.25) < 0.02

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from tracer.evaluation.metrics import rate, trace_metrics, transferable
+from tracer.evaluation.tables import markdown_table, pct
+from tracer.evidence import Evidence
+
+
+def _ev(source, y_true):
+    n = len(source)
+    z = torch.zeros(n, dtype=torch.long)
+    return Evidence(torch.zeros(n, 1, 2, 2), torch.tensor(y_true), z, torch.tensor(source),
+                    torch.full((n,), 10), z)
+
+
+def test_transferable_ignores_the_source_copy():
+    ev = _ev([0, 1, 2], [5, 5, 5])
+    labels = torch.tensor([[3, 5, 5],    # only the source (0) fooled
+                           [5, 3, 3],    # copy 2 fooled too
+                           [3, 3, 3]])   # everyone fooled
+    assert transferable(labels, ev).tolist() == [False, True, True]
+
+
+def test_trace_metrics_on_known_scores():
+    ev = _ev([0, 1, 2, 1], [5, 5, 5, 5])
+    scores = torch.tensor([[2.0, 0.1, 0.0],   # right, non-transferable
+                           [0.0, 1.0, 1.5],   # wrong, transferable
+                           [0.0, 0.1, 0.9],   # right, transferable
+                           [0.3, 0.9, 0.0]])  # right, non-transferable
+    labels = torch.tensor([[3, 5, 5], [5, 3, 3], [3, 3, 3], [5, 3, 5]])
+    m = trace_metrics(scores, labels, ev, num_tried=8)
+    assert m.trace_acc == 0.75 and m.transfer_rate == 0.5
+    assert m.trace_acc_transferable == 0.5 and m.trace_acc_nontransferable == 1.0
+    assert m.success_rate == 0.5 and m.num_evidence == 4 and m.mean_queries == 10
+    assert m.dol_source_mean == pytest.approx((2.0 + 1.0 + 0.9 + 0.9) / 4)
+    assert 0 <= m.ks_d <= 1
+
+
+def test_rate_of_empty_set_is_none():
+    assert rate(torch.zeros(0, dtype=torch.bool)) is None
+    assert pct(None) == "-" and pct(0.5) == "50.0"
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |"

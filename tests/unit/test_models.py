@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from tracer.models import (CLASSIFIERS, InputSpec, ModelSpec, OutputNorm, ResidualTracer,
+                           TracerSpec, VAETracer, build_base, build_classifier, build_tracer)
+from tracer.models.backbones import Normalize
+
+
+@pytest.mark.parametrize("arch", sorted(CLASSIFIERS))
+def test_every_backbone_maps_images_to_logits(arch):
+    c, size = (1, 8) if arch == "small_cnn" else (3, 32)
+    net = build_classifier(arch, 7, c, size, [0.5] * c, [0.25] * c).eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, c, size, size)).shape == (2, 7)
+
+
+def test_unknown_backbone_is_refused():
+    with pytest.raises(ValueError, match="unknown classifier"):
+        build_classifier("alexnet", 10, 1, 28, [0.5], [0.5])
+
+
+def test_normalize_uses_channel_stats():
+    n = Normalize([0.5, 0.0], [0.5, 2.0])
+    x = torch.ones(1, 2, 1, 1)
+    assert n(x).flatten().tolist() == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("size", [8, 28, 32])
+def test_vae_tracer_shapes_and_sigma_positive(size):
+    vae = VAETracer(10, 1, size, [0.5], [0.5], width=4)
+    recon, mu, sigma, t = vae(torch.rand(3, 1, size, size))
+    assert recon.shape == (3, 1, size, size) and t.shape == (3, 10)
+    assert mu.shape == sigma.shape == (3, 5) and (sigma > 0).all()
+    assert recon.min() >= 0 and recon.max() <= 1 and t.abs().max() <= 1
+    assert vae.base_tracer is vae.encoder
+
+
+def test_residual_tracer_is_quiet_when_noise_predictor_returns_zero():
+    tr = ResidualTracer(10, 1, 8, width=4, depth=3, gain=5.0)
+    torch.nn.init.zeros_(tr.noise.net[-1].weight)
+    torch.nn.init.zeros_(tr.noise.net[-1].bias)
+    assert torch.equal(tr(torch.rand(4, 1, 8, 8)), torch.zeros(4, 10))
+    assert torch.allclose(tr.projection.norm(dim=1), torch.ones(10))
+
+
+def test_residual_tracer_answers_along_its_projection():
+    tr = ResidualTracer(4, 1, 8, width=4, depth=3, gain=2.0)
+    tr.noise = torch.nn.Identity()  # R(x) = x: T_0 = tanh(gain * P x)
+    x = tr.projection[2].view(1, 1, 8, 8) * 0.5
+    t = tr(x)
+    assert t.argmax().item() == 2 and t[0, 2] == pytest.approx(torch.tanh(torch.tensor(1.0)).item())
+
+
+def test_build_tracer_dispatches_on_kind():
+    inp = InputSpec([1, 8, 8], 10, [0.5], [0.5])
+    assert isinstance(build_tracer(TracerSpec(kind="vae", width=4), inp), VAETracer)
+    assert isinstance(build_tracer(TracerSpec(kind="residual", width=4), inp), ResidualTracer)
+    with pytest.raises(ValueError, match="tracer kind"):
+        TracerSpec(kind="gan")
+    assert build_base(ModelSpec("small_cnn", {"width": 4}), inp)(torch.rand(1, 1, 8, 8)).shape == (1, 10)
+
+
+def test_output_norms():
+    logits = torch.tensor([[2.0, 0.0, -2.0]])
+    assert torch.allclose(OutputNorm("minmax")(logits), torch.tensor([[1.0, 0.5, 0.0]]))
+    soft = OutputNorm("softmax", temperature=2.0)(logits)
+    assert torch.allclose(soft, torch.softmax(logits / 2, dim=1))
+    with pytest.raises(ValueError):
+        OutputNorm("sigmoid")
+    with pytest.raises(ValueError):
+        OutputNorm("softmax", temperature=0)
+
+
+def test_copy_is_classifier_plus_alpha_times_permuted_tracer(family):
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        c = family.norm(family.base(x))
+        t0 = family.tracer(x)
+        outs = family.outputs(x)
+        for i in range(family.num_copies):
+            perm = family.permutations[i]
+            expected = c + family.alpha * t0[:, perm]
+            assert torch.allclose(family.copy(i)(x), expected, atol=1e-6)
+            assert torch.allclose(outs[:, i], expected, atol=1e-6)
+    assert family.predict(x).shape == (5, family.num_copies)
+    with pytest.raises(IndexError):
+        family.copy(family.num_copies)

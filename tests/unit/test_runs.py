@@ -1,0 +1,96 @@
+"""The run directory: what separate writes can be read back, and nothing tampered with is used."""
+import json
+
+import pytest
+import torch
+
+from tracer.data import ImageData
+from tracer.io import IntegrityError, sha256_file, write_json
+from tracer.models import ModelSpec, TracerSpec
+from tracer.runs import Run, load_run
+from tracer.separation import ClassifierTraining, TracerTraining
+from tracer.stages import SeparationSpec, separate
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    y = torch.arange(64) % 10
+    return ImageData("toy", x[:48], y[:48], x[48:], y[48:], 10)
+
+
+def _spec(kind="residual"):
+    return SeparationSpec(model=ModelSpec("small_cnn", {"width": 4, "hidden": 8}),
+                          classifier=ClassifierTraining(epochs=1, batch_size=16),
+                          tracer=TracerSpec(kind=kind, width=4, depth=3),
+                          tracer_training=TracerTraining(epochs=1, batch_size=16), num_copies=3)
+
+
+@pytest.fixture(scope="module", params=["residual", "vae"])
+def run_dir(tmp_path_factory, request):
+    out = tmp_path_factory.mktemp(f"run_{request.param}")
+    family = separate(_tiny_data(), _spec(request.param), out, progress=False)
+    return out, family
+
+
+def test_separate_writes_manifest_and_reloads_identical_copies(run_dir):
+    out, family = run_dir
+    run = load_run(out)
+    m = run.manifest
+    assert m["alpha"] == 0.15 and len(m["permutations"]) == 3
+    assert set(m["files"]) == {"base.pt", "tracer_base.pt"}
+    assert len(m["accuracy"]["copy_clean_acc"]) == 3
+    assert run.stage_done("separate") and not (out / "separate" / "resume" / "base.pt").exists()
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(run.load_family().outputs(x), family.outputs(x), atol=1e-6)
+
+
+def test_separate_is_skipped_when_done(run_dir):
+    out, _ = run_dir
+    before = sha256_file(out / "separate" / "base.pt")
+    separate(_tiny_data(), _spec(), out, progress=False)
+    assert sha256_file(out / "separate" / "base.pt") == before
+
+
+def _copy_run(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return Run(dst)
+
+
+def test_tampered_checkpoint_is_refused(run_dir, tmp_path):
+    run = _copy_run(run_dir[0], tmp_path / "r")
+    path = run.separate_dir / "base.pt"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(IntegrityError, match="base.pt.*sha256"):
+        run.load_family()
+
+
+def test_truncated_checkpoint_with_matching_hash_is_refused(run_dir, tmp_path):
+    run = _copy_run(run_dir[0], tmp_path / "r")
+    path = run.separate_dir / "tracer_base.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    m = json.loads(run.manifest_path.read_text())
+    m["files"]["tracer_base.pt"] = sha256_file(path)
+    write_json(run.manifest_path, m)
+    with pytest.raises(IntegrityError, match="tracer_base.pt.*not a readable"):
+        run.load_family()
+
+
+def test_manifest_that_does_not_fit_the_checkpoint_is_refused(run_dir, tmp_path):
+    run = _copy_run(run_dir[0], tmp_path / "r")
+    m = json.loads(run.manifest_path.read_text())
+    m["model"]["kwargs"]["hidden"] = 99
+    write_json(run.manifest_path, m)
+    with pytest.raises(IntegrityError, match="does not fit"):
+        run.load_family()
+    m["format"] = 99
+    write_json(run.manifest_path, m)
+    with pytest.raises(IntegrityError, match="format"):
+        run.load_family()
+
+
+def test_load_run_needs_a_directory(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_run(tmp_path / "nope")

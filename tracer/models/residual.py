@@ -1,0 +1,50 @@
+"""Our base tracer: a random projection of the noise a denoiser finds in the input (docs/method.md).
+
+``T_0(x) = tanh(gain * P R(x))``: R is a small fully-convolutional network trained to predict the
+noise added to an image (DnCNN-style residual learning), P a fixed random K x d projection with
+unit rows. On a natural image R(x) is close to 0, so T_0 is quiet and every copy keeps C's
+decisions; a perturbation off the image manifold comes out of R almost unchanged, so T_0 answers
+it strongly, in a direction set by P. An attack on copy i is thus drawn into pi_i(T_0)'s pair of
+outputs, while the other copies' pairs, nearly orthogonal rows of P, stay quiet.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class NoisePredictor(nn.Module):
+    """R: image [n, C, H, W] -> predicted additive noise, same shape."""
+
+    def __init__(self, channels: int, width: int = 16, depth: int = 5):
+        super().__init__()
+        if depth < 2:
+            raise ValueError("the noise predictor needs depth >= 2")
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(width, channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ResidualTracer(nn.Module):
+    """T_0(x) = tanh(gain * P R(x)); outputs [n, K] in [-1, 1]."""
+
+    def __init__(self, num_outputs: int, in_channels: int, image_size: int, width: int = 16,
+                 depth: int = 5, gain: float = 10.0, seed: int = 0):
+        super().__init__()
+        self.noise = NoisePredictor(in_channels, width, depth)
+        d = in_channels * image_size * image_size
+        p = torch.randn(num_outputs, d, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("projection", p / p.norm(dim=1, keepdim=True))
+        self.gain = float(gain)
+
+    @property
+    def base_tracer(self) -> nn.Module:
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.gain * self.noise(x).flatten(1) @ self.projection.T)
