@@ -80,7 +80,8 @@ class PipelineSpec:
     device: str = "cpu"
     stage: str = "all"
     progress: bool = True
-    method: str = "tracer"
+    method: str = "residual"
+    scorer: str = "dol"
 
 
 def _take(cls, node: Any, ignore: tuple[str, ...] = ()):
@@ -122,7 +123,7 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         tracer=_take(TracerSpec, cfg.separation.tracer, ignore=("train",)),
         tracer_training=_take(TracerTraining, cfg.separation.tracer.train),
         num_copies=cfg.separation.num_copies, alpha=cfg.separation.alpha,
-        max_agreement=cfg.separation.max_agreement)
+        max_agreement=cfg.separation.max_agreement, reuse=cfg.separation.get("reuse"))
     return PipelineSpec(
         data=_data_spec(cfg),
         separation=sep, attacks=attack_specs(cfg.attack),
@@ -130,7 +131,7 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
                               sources=None if sources in (None, "all") else list(sources),
                               max_tries_factor=cfg.evidence.max_tries_factor),
         seed=cfg.seed, device=resolve_device(cfg.device), stage=cfg.stage,
-        progress=cfg.progress, method=cfg.separation.name)
+        progress=cfg.progress, method=cfg.separation.name, scorer=cfg.trace.scorer)
 
 
 def _data_spec(cfg: DictConfig) -> DataSpec:

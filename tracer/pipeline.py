@@ -58,7 +58,7 @@ def execute(spec: PipelineSpec, out: Path) -> None:
         run_ = Run(out)
         evidence = {name: run_.load_evidence(name) for name in run_.attacks()}
     if stage in ("all", "trace"):
-        stages.trace(family, evidence, out, device=dev)
+        stages.trace(family, evidence, out, scorer=spec.scorer, device=dev)
     if stage in ("all", "trace", "report"):
         stages.report(out, method=spec.method)
 

@@ -18,8 +18,8 @@ from tracer.data import ImageData
 from tracer.evaluation.metrics import RunMetrics, trace_metrics
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
-from tracer.io import (atomic_torch_save, atomic_write_text, load_weights, read_json, sha256_file,
-                       write_json)
+from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
+                       load_weights, read_json, sha256_file, write_json)
 from tracer.models.copies import CopyFamily
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
@@ -27,7 +27,7 @@ from tracer.runs import Run, versions, write_manifest
 from tracer.separation.permutations import make_permutations
 from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
                                      predict_labels, train_classifier)
-from tracer.tracing import dol_score, verdict
+from tracer.tracing import observe, score, verdict
 
 
 @dataclass
@@ -40,6 +40,8 @@ class SeparationSpec:
     num_copies: int = 5
     alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
     max_agreement: int = 1       # permutations agree pairwise on at most this many positions
+    reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
+                                 # trained the same way (ablations over alpha, gain, copies)
 
 
 def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: int = 0,
@@ -53,6 +55,8 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
     inp = InputSpec(list(data.shape), data.num_classes, mean, std)
     sep = run.separate_dir
     resume = sep / "resume"
+    if spec.reuse:
+        _import_trained(Run(spec.reuse), run, data.name, inp, spec, seed)
     torch.manual_seed(seed)
     base = _trained(sep / "base.pt", build_base(spec.model, inp), lambda m: train_classifier(
         m, data.x_train, data.y_train, spec.classifier, seed=seed, device=device,
@@ -79,6 +83,36 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
         f.unlink()
     run.mark("separate", "done", seconds=round(time.time() - start, 1), spec=asdict(spec))
     return family
+
+
+_TRAINED_ONLY = ("kind", "width", "depth")  # of TracerSpec; gain and output norm act after training
+
+
+def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: SeparationSpec,
+                    seed: int) -> None:
+    """Copy C and/or T_0 from finished run ``src`` when they were trained exactly as ``spec``
+    would train them (same data, architecture, training spec and seed); sha256-checked."""
+    m = src.manifest
+    done = src.info()["stages"].get("separate", {})
+    if done.get("status") != "done":
+        raise ValueError(f"separation.reuse: {src.path} has no finished separate stage")
+    other = done["spec"]
+    same_data = m["dataset"] == dataset and m["input"] == asdict(inp) and m["seed"] == seed
+    wanted = asdict(spec)
+    checks = {
+        "base.pt": same_data and other["model"] == wanted["model"]
+        and other["classifier"] == wanted["classifier"],
+        "tracer_base.pt": same_data and other["tracer_training"] == wanted["tracer_training"]
+        and all(other["tracer"][k] == wanted["tracer"][k] for k in _TRAINED_ONLY),
+    }
+    for name, ok in checks.items():
+        target = dst.separate_dir / name
+        if ok and not target.exists():
+            check_sha256(src.separate_dir / name, m["files"][name])
+            atomic_write_bytes(target, (src.separate_dir / name).read_bytes())
+            hist = src.separate_dir / f"history_{'base' if name == 'base.pt' else 'tracer'}.csv"
+            if hist.is_file():
+                atomic_write_bytes(dst.separate_dir / hist.name, hist.read_bytes())
 
 
 def _trained(path: Path, module: torch.nn.Module, train, history_path: Path) -> torch.nn.Module:
@@ -136,32 +170,34 @@ def attack(family: CopyFamily, specs: list[AttackSpec], data: ImageData, out: st
         evidence.params = {k: v for k, v in evidence.params.items() if k != "tried"}
         path = run.evidence_path(spec.name)
         evidence.save(path)
+        seconds = round(time.time() - start, 1)
         write_json(run.attack_dir(spec.name) / "attack.json", {
             "attack": evidence.attack, "name": spec.name, "threat": spec.threat,
             "budget": spec.budget, "num_evidence": len(evidence), "num_tried": tried,
             "success_rate": len(evidence) / tried if tried else None,
             "mean_queries": float(evidence.queries.float().mean()) if len(evidence) else None,
             "sources": sources, "evidence_sha256": sha256_file(path),
-            "manifest_sha256": manifest_sha, "seconds": round(time.time() - start, 1)})
-        run.mark("attack", "done", key=spec.name)
+            "manifest_sha256": manifest_sha, "seconds": seconds})
+        run.mark("attack", "done", key=spec.name, seconds=seconds)
         results[spec.name] = evidence
     return results
 
 
 def trace(family: CopyFamily, evidence: dict[str, Evidence], out: str | Path, *,
-          device: torch.device | str = "cpu") -> dict[str, dict]:
-    """Score every candidate copy on each attack's evidence (DOL), name the source, and write
+          scorer: str = "dol", device: torch.device | str = "cpu") -> dict[str, dict]:
+    """Score every candidate copy on each attack's evidence, name the source, and write
     ``trace/<name>/`` (scores, per-example verdicts, metrics)."""
     run = Run(out)
     results = {}
     for name, ev in evidence.items():
         if len(ev) == 0:
             continue
-        scores, labels = dol_score(family, ev.x, device=device)
+        obs = observe(family, ev.x, clean_labels=ev.y_true, device=device)
+        scores = score(obs, scorer)
         tried = read_json(run.attack_dir(name) / "attack.json")["num_tried"]
-        metrics = asdict(trace_metrics(scores, labels, ev, tried))
+        metrics = asdict(trace_metrics(obs, ev, tried, scorer))
         run.save_scores(name, scores)
-        _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, labels, ev)
+        _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, obs.labels, ev)
         write_json(run.trace_dir(name) / "trace.json", metrics)
         run.mark("trace", "done", key=name)
         results[name] = metrics
@@ -199,6 +235,7 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False) -> d
         num_copies=len(m["permutations"]), alpha=m["alpha"], seed=m["seed"],
         base_clean_acc=m["accuracy"]["base_clean_acc"],
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
+        scorer=next((a["scorer"] for a in attacks.values()), None),
         versions=run.info().get("versions", versions())).to_json()
     write_json(run.metrics_path, metrics)
     table = results_markdown(metrics)

@@ -1,15 +1,44 @@
 """Tracing: score every candidate copy on the evidence and name the source (paper.md, "Tracing").
 
 For candidate i: o = M_i(x_adv); att, cln = the top-1 and top-2 labels of o;
-``DOL_i = T_i(x_adv)[att] - T_i(x_adv)[cln]``; the verdict is argmax_i DOL_i.
+``DOL_i = T_i(x_adv)[att] - T_i(x_adv)[cln]``; the paper's verdict is argmax_i DOL_i.
+
+Scorers turn one pass over the evidence (:class:`Observation`) into scores [n, m], higher meaning
+more likely the source:
+- ``dol``: the paper's rule.
+- ``dol_disagree`` (ours, docs/method.md): the copies whose label differs from the shared
+  classifier C's label come first, ordered by DOL; the others follow, ordered by DOL. An attack
+  that crosses only its own copy's boundary leaves exactly one copy disagreeing with C.
+- ``logit_dol`` (ours): DOL read before T_0's tanh, scaled by the spread of T_0's pre-activations
+  on that example. Far past the boundary (white-box attacks) tanh saturates and the paper's DOL
+  loses what the pre-activations still show.
+- ``logit_dol_label`` (ours): as ``logit_dol`` with cln = the image's clean label (what the
+  investigator sees the image show) instead of each copy's second label. Needs those labels.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from tracer.data import batches
 from tracer.models.copies import CopyFamily
+
+
+@dataclass
+class Observation:
+    """What one pass of C and T_0 over the evidence tells about every candidate.
+
+    Shape: dol, logit_dol, labels, logit_dol_label [n, m]; base_labels [n] (C's own label).
+    ``logit_dol_label`` is None unless the clean labels were given.
+    """
+    dol: Tensor
+    labels: Tensor
+    base_labels: Tensor
+    logit_dol: Tensor
+    logit_dol_label: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -22,21 +51,85 @@ def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
     return t[..., 0] - t[..., 1]
 
 
+def logit_dol_from_outputs(outputs: Tensor, pre_activation: Tensor, permutations: Tensor,
+                           clean_labels: Tensor | None = None) -> Tensor:
+    """DOL on T_0's pre-activations z, in units of z's spread over its K outputs per example.
+    cln is each copy's second label, or ``clean_labels`` when given.
+
+    Shape: outputs [n, m, K]; pre_activation [n, K]; permutations [m, K]; clean_labels [n]
+    -> [n, m].
+    """
+    z = pre_activation / pre_activation.std(dim=1, keepdim=True).clamp_min(1e-12)
+    zp = z[:, permutations]
+    att = outputs.argmax(-1, keepdim=True)
+    if clean_labels is None:
+        cln = outputs.topk(2, dim=-1).indices[..., 1:]
+    else:
+        cln = clean_labels.view(-1, 1, 1).expand_as(att)
+    return (zp.gather(-1, att) - zp.gather(-1, cln)).squeeze(-1)
+
+
 @torch.no_grad()
+def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
+            batch_size: int = 512, device: torch.device | str = "cpu") -> Observation:
+    """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch.
+    ``clean_labels`` [n] (optional): what each image shows, for ``logit_dol_label``."""
+    cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "logit", "label")}
+    for idx in batches(len(x), batch_size):
+        xb = x[idx].to(device)
+        c, z = family.norm(family.base(xb)), family.tracer_pre_activation(xb)
+        t = family.permuted(torch.tanh(z))
+        out = c.unsqueeze(1) + family.alpha * t
+        cols["dol"].append(dol_from_outputs(out, t).cpu())
+        cols["labels"].append(out.argmax(-1).cpu())
+        cols["base"].append(c.argmax(-1).cpu())
+        cols["logit"].append(logit_dol_from_outputs(out, z, family.permutations).cpu())
+        if clean_labels is not None:
+            cols["label"].append(logit_dol_from_outputs(
+                out, z, family.permutations, clean_labels[idx].to(device)).cpu())
+    return Observation(torch.cat(cols["dol"]), torch.cat(cols["labels"]),
+                       torch.cat(cols["base"]), torch.cat(cols["logit"]),
+                       torch.cat(cols["label"]) if clean_labels is not None else None)
+
+
 def dol_score(family: CopyFamily, x: Tensor, batch_size: int = 512,
               device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """DOL scores and labels of every candidate copy, from one pass of C and T_0 per batch.
+    """The paper's DOL scores and every candidate's labels. Shape: -> ([n, m], [n, m])."""
+    obs = observe(family, x, batch_size=batch_size, device=device)
+    return obs.dol, obs.labels
 
-    Shape: x [n, C, H, W] -> (scores [n, m], labels [n, m]); higher score = more likely source.
-    """
-    scores, labels = [], []
-    for idx in batches(len(x), batch_size):
-        c, t0 = family.parts(x[idx].to(device))
-        t = family.permuted(t0)
-        out = c.unsqueeze(1) + family.alpha * t
-        scores.append(dol_from_outputs(out, t).cpu())
-        labels.append(out.argmax(-1).cpu())
-    return torch.cat(scores), torch.cat(labels)
+
+def _dol(obs: Observation) -> Tensor:
+    return obs.dol
+
+
+def _dol_disagree(obs: Observation) -> Tensor:
+    # DOL lies in [-2, 2], so an offset of 4 puts every disagreeing copy above every other.
+    disagrees = obs.labels != obs.base_labels.unsqueeze(1)
+    return obs.dol + 4.0 * disagrees.float()
+
+
+def _logit_dol(obs: Observation) -> Tensor:
+    return obs.logit_dol
+
+
+def _logit_dol_label(obs: Observation) -> Tensor:
+    if obs.logit_dol_label is None:
+        raise ValueError("scorer logit_dol_label needs the evidence's clean labels "
+                         "(observe(..., clean_labels=...))")
+    return obs.logit_dol_label
+
+
+SCORERS: dict[str, Callable[[Observation], Tensor]] = {
+    "dol": _dol, "dol_disagree": _dol_disagree, "logit_dol": _logit_dol,
+    "logit_dol_label": _logit_dol_label}
+
+
+def score(obs: Observation, scorer: str = "dol") -> Tensor:
+    """Scores [n, m] of scorer ``scorer`` (one of SCORERS)."""
+    if scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}; known: {sorted(SCORERS)}")
+    return SCORERS[scorer](obs)
 
 
 def verdict(scores: Tensor, abstain_below: float | None = None) -> tuple[Tensor, Tensor]:

@@ -94,3 +94,26 @@ def test_manifest_that_does_not_fit_the_checkpoint_is_refused(run_dir, tmp_path)
 def test_load_run_needs_a_directory(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_run(tmp_path / "nope")
+
+
+def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path):
+    src, _ = run_dir
+    kind = Run(src).manifest["tracer"]["kind"]
+    spec = _spec(kind)
+    spec.alpha, spec.reuse = 0.05, str(src)
+    separate(_tiny_data(), spec, tmp_path / "a", progress=False)
+    for name in ("base.pt", "tracer_base.pt"):
+        assert sha256_file(tmp_path / "a" / "separate" / name) == sha256_file(src / "separate" / name)
+    assert Run(tmp_path / "a").manifest["alpha"] == 0.05
+    spec.classifier = ClassifierTraining(epochs=2, batch_size=16)  # C would be trained otherwise
+    separate(_tiny_data(), spec, tmp_path / "b", progress=False)
+    assert sha256_file(tmp_path / "b" / "separate" / "base.pt") != sha256_file(src / "separate" / "base.pt")
+    assert sha256_file(tmp_path / "b" / "separate" / "tracer_base.pt") == \
+        sha256_file(src / "separate" / "tracer_base.pt")
+
+
+def test_reuse_of_an_unfinished_run_is_refused(tmp_path):
+    spec = _spec()
+    spec.reuse = str(tmp_path / "nothing")
+    with pytest.raises(Exception, match="manifest|finished"):
+        separate(_tiny_data(), spec, tmp_path / "c", progress=False)

@@ -1,6 +1,9 @@
 import torch
 
-from tracer.tracing import dol_from_outputs, dol_score, verdict
+import pytest
+
+from tracer.tracing import (Observation, dol_from_outputs, dol_score, logit_dol_from_outputs,
+                            observe, score, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -28,3 +31,39 @@ def test_verdict_argmax_and_abstention():
     assert index.tolist() == [1, 0] and not abstained.any()
     index, abstained = verdict(scores, abstain_below=0.5)
     assert index.tolist() == [1, 0] and abstained.tolist() == [False, True]
+
+
+def test_dol_disagree_puts_copies_that_disagree_with_c_first():
+    obs = Observation(dol=torch.tensor([[1.9, 0.2, -0.5]]), labels=torch.tensor([[4, 4, 7]]),
+                      base_labels=torch.tensor([4]), logit_dol=torch.zeros(1, 3))
+    assert score(obs, "dol").argmax().item() == 0
+    assert score(obs, "dol_disagree").argmax().item() == 2
+    with pytest.raises(ValueError, match="scorer"):
+        score(obs, "vibes")
+    with pytest.raises(ValueError, match="clean labels"):
+        score(obs, "logit_dol_label")
+
+
+def test_logit_dol_reads_pre_activations_in_units_of_their_spread():
+    outputs = torch.tensor([[[0.1, 0.7, 0.5], [0.9, 0.2, 0.3]]])     # copy 0: 1 > 2; copy 1: 0 > 2
+    z = torch.tensor([[3.0, 1.0, -1.0]])                              # std over K = 2
+    perms = torch.tensor([[0, 1, 2], [2, 0, 1]])                      # copy 1 reads z[2], z[0], z[1]
+    # copy 0: (z1 - z2) / 2 = 1; copy 1: slot 0 -> z2, slot 2 -> z1: (-1 - 1) / 2 = -1
+    assert torch.allclose(logit_dol_from_outputs(outputs, z, perms), torch.tensor([[1.0, -1.0]]))
+    # with the clean label 0: copy 0: (z1 - z0) / 2 = -1; copy 1: slot 0 is top-1 -> 0
+    labelled = logit_dol_from_outputs(outputs, z, perms, torch.tensor([0]))
+    assert torch.allclose(labelled, torch.tensor([[-1.0, 0.0]]))
+
+
+def test_observe_matches_tanh_of_the_pre_activations(family):
+    x = torch.rand(5, 1, 8, 8)
+    obs = observe(family, x, clean_labels=torch.zeros(5, dtype=torch.long), batch_size=2)
+    assert torch.allclose(torch.tanh(family.tracer_pre_activation(x)), family.tracer(x))
+    assert obs.logit_dol.shape == obs.logit_dol_label.shape == (5, family.num_copies)
+    assert torch.isfinite(obs.logit_dol).all()
+
+
+def test_observe_reports_the_base_classifier_label(family):
+    x = torch.rand(4, 1, 8, 8)
+    obs = observe(family, x)
+    assert torch.equal(obs.base_labels, family.base(x).argmax(1))

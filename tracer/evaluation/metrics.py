@@ -9,8 +9,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
+from tracer.calibration import cross_fitted_confidence, expected_calibration_error
+from tracer.evaluation.aggregate import aggregate_accuracy
+from tracer.evaluation.num_copies import accuracy_vs_num_copies, monte_carlo_accuracy
 from tracer.evidence import Evidence
-from tracer.tracing import verdict
+from tracer.tracing import SCORERS, Observation, score, verdict
+
+
+AGGREGATE_K = (1, 5, 10)
 
 
 @dataclass
@@ -23,6 +29,14 @@ class AttackMetrics:
     num_evidence: int
     num_tried: int
     mean_queries: float | None
+    scorer: str = "dol"
+    trace_acc_by_scorer: dict = field(default_factory=dict)
+    trace_acc_k: dict = field(default_factory=dict)   # k examples from one source -> accuracy
+    trace_acc_k_by_scorer: dict = field(default_factory=dict)  # scorer -> k -> accuracy
+    trace_acc_by_num_copies: dict = field(default_factory=dict)  # n <= m copies -> accuracy
+    trace_acc_mc_by_num_copies: dict = field(default_factory=dict)  # the paper's MC estimate
+    confidence_mean: float | None = None   # mean confidence of the verdicts (cross-fitted)
+    ece: float | None = None               # expected calibration error of those confidences
     ks_d: float | None = None            # Kolmogorov-Smirnov D, source vs innocent DOLs
     dol_source_mean: float | None = None
     dol_innocent_mean: float | None = None
@@ -38,6 +52,7 @@ class RunMetrics:
     seed: int
     base_clean_acc: float
     copy_clean_acc: list[float]
+    scorer: str | None = None
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 
@@ -61,22 +76,40 @@ def transferable(labels: Tensor, evidence: Evidence) -> Tensor:
     return (fooled & others).any(dim=1)
 
 
-def trace_metrics(scores: Tensor, labels: Tensor, evidence: Evidence, num_tried: int) -> AttackMetrics:
-    """Tracing accuracy (all / transferable / non-transferable), transfer rate and the source vs
-    innocent DOL statistics. Shape: scores, labels [n, m]."""
+def trace_metrics(obs: Observation, evidence: Evidence, num_tried: int,
+                  scorer: str = "dol") -> AttackMetrics:
+    """Tracing accuracy with ``scorer`` (all / transferable / non-transferable) and with every
+    scorer, the transfer rate, and the source vs innocent DOL statistics."""
     from scipy.stats import ks_2samp
     n = len(evidence)
-    index, _ = verdict(scores)
-    correct = index == evidence.source
-    trans = transferable(labels, evidence)
-    is_source = torch.zeros_like(scores, dtype=torch.bool)
+    scores = score(obs, scorer)
+    correct = verdict(scores)[0] == evidence.source
+    conf = cross_fitted_confidence(scores, evidence.source) if n >= 20 else None
+    trans = transferable(obs.labels, evidence)
+    is_source = torch.zeros_like(obs.dol, dtype=torch.bool)
     is_source[torch.arange(n), evidence.source] = True
-    src, inn = scores[is_source], scores[~is_source]
+    src, inn = obs.dol[is_source], obs.dol[~is_source]
+    sizes = list(range(2, scores.shape[1] + 1))
+    by_copies = accuracy_vs_num_copies(scores, evidence.source, sizes) if n else {}
+    mc = monte_carlo_accuracy(scores[is_source], scores[~is_source], sizes) \
+        if n and sizes else {}
     ks = float(ks_2samp(src.numpy(), inn.numpy()).statistic) if n and inn.numel() else None
+    usable = [name for name in SCORERS
+              if name != "logit_dol_label" or obs.logit_dol_label is not None]
+    all_scores = {name: score(obs, name) for name in usable}
+    by_scorer = {name: rate(verdict(s)[0] == evidence.source) for name, s in all_scores.items()}
+    k_by_scorer = {name: {str(k): aggregate_accuracy(s, evidence.source, k) for k in AGGREGATE_K}
+                   for name, s in all_scores.items()}
     return AttackMetrics(
         success_rate=n / num_tried if num_tried else None, transfer_rate=rate(trans),
         trace_acc=rate(correct), trace_acc_transferable=rate(correct[trans]),
         trace_acc_nontransferable=rate(correct[~trans]), num_evidence=n, num_tried=num_tried,
-        mean_queries=float(evidence.queries.float().mean()) if n else None, ks_d=ks,
+        mean_queries=float(evidence.queries.float().mean()) if n else None, scorer=scorer,
+        trace_acc_by_scorer=by_scorer,
+        trace_acc_k=k_by_scorer[scorer], trace_acc_k_by_scorer=k_by_scorer,
+        trace_acc_by_num_copies={str(k): v for k, v in by_copies.items()},
+        trace_acc_mc_by_num_copies={str(k): v for k, v in mc.items()},
+        confidence_mean=float(conf.mean()) if conf is not None else None,
+        ece=expected_calibration_error(conf, correct) if conf is not None else None, ks_d=ks,
         dol_source_mean=float(src.mean()) if n else None,
         dol_innocent_mean=float(inn.mean()) if inn.numel() else None)

@@ -21,11 +21,14 @@ def results_markdown(metrics: dict) -> str:
     accs = ", ".join(pct(a) for a in metrics["copy_clean_acc"])
     head = (f"**{metrics['dataset']} / {metrics['model']} / {metrics['method']}**: "
             f"{metrics['num_copies']} copies, alpha {metrics['alpha']}, "
-            f"C clean acc {pct(metrics['base_clean_acc'])}%, copies {accs}%")
+            f"C clean acc {pct(metrics['base_clean_acc'])}%, copies {accs}%; "
+            f"trace % with scorer {metrics['scorer']}")
+    scorers = sorted({s for a in metrics["attacks"].values() for s in a["trace_acc_by_scorer"]})
     header = ["attack", "evidence", "success %", "transfer %", "trace %", "trace transf. %",
-              "trace non-transf. %", "KS D", "mean queries"]
+              "trace non-transf. %", *[f"{s} %" for s in scorers], "KS D", "mean queries"]
     rows = [[name, str(a["num_evidence"]), pct(a["success_rate"]), pct(a["transfer_rate"]),
              pct(a["trace_acc"]), pct(a["trace_acc_transferable"]),
-             pct(a["trace_acc_nontransferable"]), num(a.get("ks_d"), 2), num(a["mean_queries"])]
-            for name, a in metrics["attacks"].items()]
+             pct(a["trace_acc_nontransferable"]),
+             *[pct(a["trace_acc_by_scorer"].get(s)) for s in scorers], num(a.get("ks_d"), 2),
+             num(a["mean_queries"])] for name, a in metrics["attacks"].items()]
     return head + "\n\n" + markdown_table(header, rows) + "\n"

@@ -66,6 +66,10 @@ class CopyFamily(nn.Module):
         """(norm(C(x)), T_0(x)), each [n, K]: everything the m copies need, computed once."""
         return self.norm(self.base(x)), self.tracer(x)
 
+    def tracer_pre_activation(self, x: Tensor) -> Tensor:
+        """T_0 before its final tanh, [n, K] (T_0 = tanh of it)."""
+        return self.tracer.pre_activation(x)
+
     def permuted(self, t0: Tensor) -> Tensor:
         """T_0 outputs [n, K] -> every copy's tracer outputs [n, m, K]."""
         return t0[:, self.permutations]

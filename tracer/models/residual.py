@@ -46,5 +46,9 @@ class ResidualTracer(nn.Module):
     def base_tracer(self) -> nn.Module:
         return self
 
+    def pre_activation(self, x: Tensor) -> Tensor:
+        """gain * P R(x), before tanh (what the logit scorers read: tanh saturates)."""
+        return self.gain * self.noise(x).flatten(1) @ self.projection.T
+
     def forward(self, x: Tensor) -> Tensor:
-        return torch.tanh(self.gain * self.noise(x).flatten(1) @ self.projection.T)
+        return torch.tanh(self.pre_activation(x))

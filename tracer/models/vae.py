@@ -43,10 +43,14 @@ class TracerEncoder(nn.Module):
         self.net = nn.Sequential(
             Normalize(mean, std), _conv_bn_relu(in_channels, width, stride=2),
             ResidualBlock(width), ResidualBlock(width), _conv_bn_relu(width, 2 * width, stride=2),
-            nn.Flatten(), nn.Linear(2 * width * feat * feat, num_outputs), nn.Tanh())
+            nn.Flatten(), nn.Linear(2 * width * feat * feat, num_outputs))
+
+    def pre_activation(self, x: Tensor) -> Tensor:
+        """The outputs before Tanh (what the logit scorers read: Tanh saturates)."""
+        return self.net(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return torch.tanh(self.net(x))
 
 
 class Decoder(nn.Module):

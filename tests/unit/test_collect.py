@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from tracer.evaluation.collect import (find_metrics, main, metric_rows, summarise, to_csv,
+                                       to_latex, to_markdown)
+from tracer.evaluation.paper_figures import paper_trace_acc
+
+
+def _write_run(path, seed, trace_acc, dataset="cifar10", alpha=0.15):
+    path.mkdir(parents=True)
+    attack = {"success_rate": 1.0, "transfer_rate": 0.1, "trace_acc": trace_acc,
+              "trace_acc_transferable": None, "trace_acc_nontransferable": 1.0, "ks_d": 0.8}
+    (path / "metrics.json").write_text(json.dumps({
+        "dataset": dataset, "model": "resnet18", "method": "residual", "num_copies": 5,
+        "alpha": alpha, "seed": seed, "base_clean_acc": 0.9, "copy_clean_acc": [0.89, 0.9],
+        "attacks": {"hsja": attack}}))
+
+
+def test_seeds_of_one_cell_are_averaged_and_the_paper_figure_is_beside_them(tmp_path):
+    _write_run(tmp_path / "sweep" / "0", 0, 0.9)
+    _write_run(tmp_path / "sweep" / "1", 1, 1.0)
+    _write_run(tmp_path / "other", 0, 0.5, alpha=0.1)
+    rows = summarise([r for p in find_metrics([tmp_path]) for r in metric_rows(p)])
+    assert len(rows) == 2
+    cell = next(r for r in rows if r["alpha"] == 0.15)
+    assert cell["seeds"] == 2 and cell["trace_acc"] == pytest.approx((0.95, 0.05))
+    assert cell["trace_acc_transferable"] is None
+    assert cell["paper_trace_acc"] == 97.5 == paper_trace_acc("cifar10", "resnet18", "hsja", 0.15, 5)
+    md = to_markdown(rows)
+    assert "| 95.0 ± 5.0 | - | 100.0 | 0.80 | 97.5 |" in md
+    assert "0.95" in to_csv(rows).splitlines()[2] and r"\pm" in to_latex(rows)
+
+
+def test_paper_has_no_figure_for_other_copies_or_data():
+    assert paper_trace_acc("cifar10", "resnet18", "hsja", 0.15, 10) is None
+    assert paper_trace_acc("fashion_mnist", "small_cnn", "hsja", 0.15, 5) is None
+
+
+def test_cli_writes_three_formats_and_refuses_bad_input(tmp_path, capsys):
+    _write_run(tmp_path / "run", 0, 0.9)
+    main([str(tmp_path / "run"), "--out", str(tmp_path / "tables")])
+    assert "| cifar10 |" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "tables").iterdir()} == {"tables.md", "tables.csv",
+                                                                  "tables.tex"}
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.json").write_text('{"dataset": "x"}')
+    for arg in (tmp_path / "bad", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(SystemExit) as e:
+            main([str(arg)])
+        assert e.value.code == 2
+    assert "not a tracer metrics.json" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""Verdicts from k adversarial examples known to share a source (several pieces of evidence from
+one buyer): candidates' scores are averaged over the k examples before the argmax."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def aggregate_accuracy(scores: Tensor, source: Tensor, k: int, trials: int = 1000,
+                       seed: int = 0) -> float | None:
+    """Tracing accuracy of the mean score over k examples drawn (without replacement) from one
+    source, estimated over ``trials`` random draws spread evenly over the sources that have at
+    least k examples. None when no source has k examples.
+
+    Shape: scores [n, m]; source [n].
+    """
+    gen = torch.Generator().manual_seed(seed)
+    groups = [(s, (source == s).nonzero().flatten()) for s in source.unique().tolist()]
+    groups = [(s, idx) for s, idx in groups if len(idx) >= k]
+    if not groups:
+        return None
+    correct = 0
+    total = 0
+    for t in range(trials):
+        s, idx = groups[t % len(groups)]
+        pick = idx[torch.randperm(len(idx), generator=gen)[:k]]
+        correct += int(scores[pick].mean(dim=0).argmax().item() == s)
+        total += 1
+    return correct / total

@@ -1,0 +1,34 @@
+"""The paper's published tracing accuracies (paper.md, Table 2: 5 copies), to print beside ours.
+
+Keyed by (dataset, model, attack, alpha) in this framework's names; values in percent.
+"""
+from __future__ import annotations
+
+_ALPHAS = (0.05, 0.10, 0.15)
+_TABLE2 = {  # (dataset, model): {attack: (alpha 0.05, 0.10, 0.15)}
+    ("cifar10", "resnet18"): {"boundary": (97.3, 97.4, 98.0), "hsja": (95.2, 97.3, 97.5),
+                              "qeba": (94.4, 97.1, 98.0), "surfree": (83.3, 92.3, 95.9)},
+    ("cifar10", "vgg16"): {"boundary": (85.7, 96.1, 97.8), "hsja": (87.3, 88.9, 90.2),
+                           "qeba": (73.1, 90.5, 92.8), "surfree": (70.0, 87.8, 94.2)},
+    ("gtsrb", "resnet18"): {"boundary": (87.3, 94.2, 95.7), "hsja": (87.3, 92.5, 96.4),
+                            "qeba": (84.7, 95.3, 96.7), "surfree": (77.8, 92.1, 94.7)},
+    ("gtsrb", "vgg16"): {"boundary": (89.3, 93.9, 95.6), "hsja": (88.9, 92.7, 95.2),
+                         "qeba": (81.0, 91.8, 95.6), "surfree": (81.4, 92.8, 94.0)},
+    ("mini_imagenet", "resnet50"): {"boundary": (89.9, 93.4, 94.5), "hsja": (89.4, 93.7, 94.2),
+                                    "qeba": (89.0, 94.4, 96.4), "surfree": (85.1, 92.5, 93.3)},
+    ("mini_imagenet", "vgg19"): {"boundary": (80.6, 91.0, 93.4), "hsja": (81.7, 89.3, 90.7),
+                                 "qeba": (80.6, 88.6, 92.7), "surfree": (85.7, 90.7, 93.3)},
+}
+
+PAPER_TRACE_ACC: dict[tuple[str, str, str, float], float] = {
+    (data, model, attack, alpha): value
+    for (data, model), row in _TABLE2.items() for attack, values in row.items()
+    for alpha, value in zip(_ALPHAS, values)}
+
+
+def paper_trace_acc(dataset: str, model: str, attack: str, alpha: float,
+                    num_copies: int) -> float | None:
+    """The paper's figure for this cell (percent), or None where it has none."""
+    if num_copies != 5:
+        return None
+    return PAPER_TRACE_ACC.get((dataset, model, attack, round(alpha, 2)))
