@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny untrained copy family on 8x8 images, and the digits data set."""
+"""Shared fixtures: a tiny untrained copy family on 8x8 images, a linear classifier whose minimal
+adversarial perturbations are analytic, and the digits data set."""
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from tracer.data import load_dataset
 from tracer.models import InputSpec, ModelSpec, TracerSpec, build_base, build_family, build_tracer
@@ -29,3 +32,35 @@ def family():
 @pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits")
+
+
+class Linear2(nn.Module):
+    """Label 1 iff w . (x - c) > 0; distance of x to the boundary: |w . (x - c)| / |w|_2 in L2,
+    |w . (x - c)| / |w|_1 in Linf (while the box [0, 1] is not in the way)."""
+
+    def __init__(self, w: torch.Tensor, c: float = 0.5):
+        super().__init__()
+        self.w, self.c = w.flatten(), c
+
+    def forward(self, x):
+        s = (x.flatten(1) - self.c) @ self.w
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+
+def linear_case(n: int = 6, seed: int = 0, smooth: bool = False):
+    """A :class:`Linear2` on 1x8x8 images and ``n`` images of class 0 near the middle of the
+    pixel range; returns (model, x, minimal L2 distance [n]). ``smooth`` draws w on a 2x2 grid,
+    upsampled: a boundary normal of low spatial frequency, as natural images' tend to be."""
+    g = torch.Generator().manual_seed(seed)
+    if smooth:
+        w = F.interpolate(torch.randn(1, 1, 2, 2, generator=g), size=(8, 8), mode="bilinear",
+                          align_corners=False).flatten()
+    else:
+        w = torch.randn(64, generator=g)
+    model = Linear2(w)
+    x = 0.5 + 0.05 * torch.randn(n, 1, 8, 8, generator=g)
+    s = (x.flatten(1) - 0.5) @ w
+    # move each image to margin -0.2 on class 0's side (no clipping at the optimum)
+    x = x - ((s.clamp_min(0) + 0.2) / w.norm() ** 2).view(-1, 1, 1, 1) * w.view(1, 1, 8, 8)
+    dist = -((x.flatten(1) - 0.5) @ w) / w.norm()
+    return model, x.clamp(0, 1), dist

@@ -15,7 +15,7 @@ import torch
 
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
 from tracer.data import ImageData
-from tracer.evaluation.metrics import RunMetrics, trace_metrics
+from tracer.evaluation.metrics import RunMetrics, perturbation_norms, trace_metrics
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
 from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
@@ -176,6 +176,7 @@ def attack(family: CopyFamily, specs: list[AttackSpec], data: ImageData, out: st
             "budget": spec.budget, "num_evidence": len(evidence), "num_tried": tried,
             "success_rate": len(evidence) / tried if tried else None,
             "mean_queries": float(evidence.queries.float().mean()) if len(evidence) else None,
+            "perturbation": perturbation_norms(evidence.x, data.x_test[evidence.clean_index]),
             "sources": sources, "evidence_sha256": sha256_file(path),
             "manifest_sha256": manifest_sha, "seconds": seconds})
         run.mark("attack", "done", key=spec.name, seconds=seconds)
@@ -194,8 +195,9 @@ def trace(family: CopyFamily, evidence: dict[str, Evidence], out: str | Path, *,
             continue
         obs = observe(family, ev.x, clean_labels=ev.y_true, device=device)
         scores = score(obs, scorer)
-        tried = read_json(run.attack_dir(name) / "attack.json")["num_tried"]
-        metrics = asdict(trace_metrics(obs, ev, tried, scorer))
+        info = read_json(run.attack_dir(name) / "attack.json")
+        metrics = asdict(trace_metrics(obs, ev, info["num_tried"], scorer,
+                                       norms=info.get("perturbation")))
         run.save_scores(name, scores)
         _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, obs.labels, ev)
         write_json(run.trace_dir(name) / "trace.json", metrics)

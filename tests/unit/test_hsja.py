@@ -1,34 +1,12 @@
 """Batched HopSkipJump against a linear classifier, where the minimal L2 perturbation is analytic."""
 import pytest
 import torch
-from torch import nn
 
-from tracer.attacks.hsja import BatchedHopSkipJump, _rank_within_owner
+from tracer.attacks.hard_label import _rank_within_owner
+from tracer.attacks.hsja import BatchedHopSkipJump
 from tracer.attacks.oracle import HardLabelOracle
 
-
-class Linear2(nn.Module):
-    """Label 1 iff w . (x - c) > 0; distance of x to the boundary: |w . (x - c)| / |w|."""
-
-    def __init__(self, w: torch.Tensor, c: float = 0.5):
-        super().__init__()
-        self.w, self.c = w.flatten(), c
-
-    def forward(self, x):
-        s = (x.flatten(1) - self.c) @ self.w
-        return torch.stack([torch.zeros_like(s), s], dim=1)
-
-
-def _setup(n=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(64, generator=g)
-    model = Linear2(w)
-    # clean images in class 0, around the middle of the pixel range (no clipping at the optimum)
-    x = 0.5 + 0.05 * torch.randn(n, 1, 8, 8, generator=g)
-    s = (x.flatten(1) - 0.5) @ w
-    x = x - ((s.clamp_min(0) + 0.2) / w.norm() ** 2).view(-1, 1, 1, 1) * w.view(1, 1, 8, 8)
-    dist = -((x.flatten(1) - 0.5) @ w) / w.norm()
-    return model, x.clamp(0, 1), dist
+from conftest import Linear2, linear_case as _setup
 
 
 def test_reaches_near_minimal_l2_perturbation_of_a_linear_model():

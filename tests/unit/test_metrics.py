@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tracer.evaluation.metrics import rate, trace_metrics, transferable
+from tracer.evaluation.metrics import perturbation_norms, rate, trace_metrics, transferable
 from tracer.evaluation.tables import markdown_table, pct
 from tracer.evidence import Evidence
 from tracer.tracing import Observation
@@ -51,3 +51,15 @@ def test_rate_of_empty_set_is_none():
 
 def test_markdown_table():
     assert markdown_table(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |"
+
+
+def test_perturbation_norms_on_a_known_difference():
+    x = torch.zeros(3, 1, 2, 2)
+    x_adv = x.clone()
+    x_adv[0, 0, 0, 0] = 0.3                 # L2 0.3, Linf 0.3
+    x_adv[1] = 0.1                          # L2 0.2, Linf 0.1
+    x_adv[2, 0, 1] = torch.tensor([0.3, 0.4])  # L2 0.5, Linf 0.4
+    n = perturbation_norms(x_adv, x)
+    assert n["l2_median"] == pytest.approx(0.3) and n["l2_mean"] == pytest.approx(1.0 / 3)
+    assert n["linf_median"] == pytest.approx(0.3) and n["linf_mean"] == pytest.approx(0.8 / 3)
+    assert perturbation_norms(x_adv[:0], x[:0]) == dict.fromkeys(n)

@@ -4,12 +4,14 @@ advertorch is imported through :mod:`tracer._compat`, which makes it importable 
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from tracer._compat import import_advertorch_attacks
-from tracer.attacks.oracle import ScoreOracle, WhiteBoxModel
+from tracer.attacks.oracle import QueryBudgetExceeded, ScoreOracle, WhiteBoxModel
 
 
 def margin_loss(scores: Tensor, y: Tensor) -> Tensor:
@@ -44,18 +46,28 @@ class AdvertorchAttack:
         self.view, self.attack, self.params = predict, attack, dict(params, loss=loss)
         if LOSSES.get(loss) is not None:
             params["loss_fn"] = LOSSES[loss]
-        self.adversary = getattr(attacks, attack)(predict, clip_min=0.0, clip_max=1.0, **params)
+        cls = getattr(attacks, attack)
+        accepts = inspect.signature(cls).parameters
+        if "num_classes" in accepts:  # CW, EAD: from the oracle
+            params.setdefault("num_classes", predict.num_classes)
+        if "clip_min" in accepts:     # FAB clips to [0, 1] itself
+            params.update(clip_min=0.0, clip_max=1.0)
+        self.adversary = cls(predict, **params)
         self.last_queries = torch.zeros(0, dtype=torch.long)
 
     def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Shape: x [n, C, H, W] in [0, 1]; y [n] -> x_adv like x (detached)."""
+        """Shape: x [n, C, H, W] in [0, 1]; y [n] -> x_adv like x (detached).
+        A batch that runs out of budget comes back unchanged (every image a failure)."""
         self.view.reset(len(x))
-        if isinstance(self.view, WhiteBoxModel):
-            from advertorch.context import ctx_noparamgrad_and_eval
-            with ctx_noparamgrad_and_eval(self.view):
+        try:
+            if isinstance(self.view, WhiteBoxModel):
+                from advertorch.context import ctx_noparamgrad_and_eval
+                with ctx_noparamgrad_and_eval(self.view):
+                    x_adv = self.adversary.perturb(x.clone(), y)
+            else:
                 x_adv = self.adversary.perturb(x.clone(), y)
-        else:
-            x_adv = self.adversary.perturb(x.clone(), y)
+        except QueryBudgetExceeded:
+            x_adv = x
         self.last_queries = torch.full((len(x),), self.view.queries // max(1, len(x)),
                                        dtype=torch.long)
         return x_adv.detach().clamp(0.0, 1.0)

@@ -1,46 +1,68 @@
 """Attacks from the Adversarial Robustness Toolbox (ART) run against a counted oracle.
 
-ART's decision-based attacks (HopSkipJump, Boundary: the ones the paper used) see the copy only
-through a ``BlackBoxClassifier`` whose predict function is our :class:`HardLabelOracle`, so they get
-labels and nothing else, and every query is counted. ART attacks one image at a time internally;
-we do the same so that each image's queries are known exactly.
+ART's decision-based attacks (HopSkipJump, Boundary: the ones the paper used; Sign-OPT) see the
+copy only through a ``BlackBoxClassifier`` whose predict function is our :class:`HardLabelOracle`,
+so they get labels and nothing else; its score-based ones (Square, SimBA) get a
+:class:`ScoreOracle`'s scores. Every query is counted. We hand ART one image at a time so that each
+image's queries are known exactly.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from tracer.attacks.oracle import HardLabelOracle, QueryBudgetExceeded
+from tracer.attacks.oracle import HardLabelOracle, QueryBudgetExceeded, ScoreOracle
 
-ART_DECISION_ATTACKS = ("HopSkipJump", "BoundaryAttack")
+# ART attack class -> the view it needs
+ART_ATTACKS = {"HopSkipJump": HardLabelOracle, "BoundaryAttack": HardLabelOracle,
+               "SignOPTAttack": HardLabelOracle, "SquareAttack": ScoreOracle, "SimBA": ScoreOracle}
 
 
-class ArtDecisionAttack:
-    """``perturb(x, y) -> x_adv`` with an ART decision-based attack; untargeted.
+class ArtAttack:
+    """``perturb(x, y) -> x_adv`` with an ART decision- or score-based attack; untargeted.
 
-    ``params`` go to the ART attack's constructor (e.g. ``max_iter``, ``max_eval``).
+    ``params`` go to the ART attack's constructor (e.g. ``max_iter``, ``max_eval``); a name that
+    clashes with ours takes a trailing underscore (SimBA's ``attack_="dct"``).
     ``last_queries`` holds the queries each image of the last call used.
     """
 
-    def __init__(self, predict: HardLabelOracle, attack: str = "HopSkipJump", **params):
-        if attack not in ART_DECISION_ATTACKS:
-            raise ValueError(f"unknown ART decision attack {attack!r}; known: {ART_DECISION_ATTACKS}")
-        if not isinstance(predict, HardLabelOracle):
-            raise TypeError("a decision-based attack takes a HardLabelOracle")
+    def __init__(self, predict: HardLabelOracle | ScoreOracle, attack: str = "HopSkipJump",
+                 **params):
+        params = {k.rstrip("_"): v for k, v in params.items()}
+        if attack not in ART_ATTACKS:
+            raise ValueError(f"unknown ART attack {attack!r}; known: {sorted(ART_ATTACKS)}")
+        if not isinstance(predict, ART_ATTACKS[attack]):
+            raise TypeError(f"ART {attack} takes a {ART_ATTACKS[attack].__name__}, "
+                            f"not a {type(predict).__name__}")
         self.oracle, self.attack, self.params = predict, attack, dict(params)
         self.last_queries = torch.zeros(0, dtype=torch.long)
         logging.getLogger("art").setLevel(logging.WARNING)
 
+    def _probabilities(self, x: np.ndarray) -> np.ndarray:
+        # A copy's output C + alpha * T is no distribution, and SimBA refuses anything else; the
+        # softmax is the attacker's own post-processing of what it saw, no extra information.
+        return torch.softmax(self.oracle(x), dim=-1).cpu().numpy()
+
     def _build(self, shape: tuple[int, ...]):
         from art.attacks import evasion
-        from art.estimators.classification import BlackBoxClassifier
-        classifier = BlackBoxClassifier(self.oracle.one_hot, input_shape=shape,
-                                        nb_classes=self.oracle.num_classes, clip_values=(0.0, 1.0))
-        return getattr(evasion, self.attack)(classifier, targeted=False, verbose=False,
-                                             **self.params)
+        from art.estimators.classification import (BlackBoxClassifier,
+                                                   BlackBoxClassifierNeuralNetwork)
+        if isinstance(self.oracle, HardLabelOracle):
+            classifier = BlackBoxClassifier(self.oracle.one_hot, input_shape=shape,
+                                            nb_classes=self.oracle.num_classes,
+                                            clip_values=(0.0, 1.0))
+        else:  # SimBA asks for a "neural network" estimator; it only calls predict
+            classifier = BlackBoxClassifierNeuralNetwork(self._probabilities, input_shape=shape,
+                                                         nb_classes=self.oracle.num_classes,
+                                                         clip_values=(0.0, 1.0))
+        cls = getattr(evasion, self.attack)
+        accepts = inspect.signature(cls).parameters
+        fixed = {k: v for k, v in (("targeted", False), ("verbose", False)) if k in accepts}
+        return cls(classifier, **fixed, **self.params)   # Square is untargeted only
 
     def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Shape: x [n, C, H, W] in [0, 1]; y [n] true labels -> x_adv like x (detached).

@@ -26,9 +26,10 @@ class QueryBudgetExceeded(RuntimeError):
 class _Counted:
     """Counts every input row sent to the model and enforces an optional per-image budget."""
 
-    def __init__(self, model: nn.Module, device: torch.device | str = "cpu",
+    def __init__(self, model: nn.Module, num_classes: int, device: torch.device | str = "cpu",
                  budget: int | None = None):
         self._model, self.device, self.budget = model, torch.device(device), budget
+        self.num_classes = num_classes
         self.queries = 0
         self._allowance: int | None = None
 
@@ -53,11 +54,6 @@ class _Counted:
 
 class HardLabelOracle(_Counted):
     """``oracle(x) -> labels [n]``: argmax of the copy's output, nothing else."""
-
-    def __init__(self, model: nn.Module, num_classes: int, device: torch.device | str = "cpu",
-                 budget: int | None = None):
-        super().__init__(model, device, budget)
-        self.num_classes = num_classes
 
     @torch.no_grad()
     def __call__(self, x: Tensor | np.ndarray) -> Tensor:
@@ -96,10 +92,10 @@ class ScoreOracle(_Counted):
 class WhiteBoxModel(nn.Module):
     """The copy itself, differentiable; counts forward rows as queries."""
 
-    def __init__(self, model: nn.Module, budget: int | None = None):
+    def __init__(self, model: nn.Module, num_classes: int, budget: int | None = None):
         super().__init__()
-        self.model = model
-        self.counter = _Counted(model, budget=budget)
+        self.model, self.num_classes = model, num_classes
+        self.counter = _Counted(model, num_classes, budget=budget)
 
     @property
     def queries(self) -> int:
@@ -119,7 +115,7 @@ def make_view(model: nn.Module, threat: str, num_classes: int, device: torch.dev
     if threat == "decision":
         return HardLabelOracle(model, num_classes, device, budget)
     if threat == "score":
-        return ScoreOracle(model, device, budget)
+        return ScoreOracle(model, num_classes, device, budget)
     if threat == "whitebox":
-        return WhiteBoxModel(model, budget)
+        return WhiteBoxModel(model, num_classes, budget)
     raise ValueError(f"unknown threat model {threat!r}; known: {THREATS}")

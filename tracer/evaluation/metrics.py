@@ -40,6 +40,10 @@ class AttackMetrics:
     ks_d: float | None = None            # Kolmogorov-Smirnov D, source vs innocent DOLs
     dol_source_mean: float | None = None
     dol_innocent_mean: float | None = None
+    l2_median: float | None = None         # size of the perturbation x_adv - x, per example
+    l2_mean: float | None = None
+    linf_median: float | None = None
+    linf_mean: float | None = None
 
 
 @dataclass
@@ -76,10 +80,21 @@ def transferable(labels: Tensor, evidence: Evidence) -> Tensor:
     return (fooled & others).any(dim=1)
 
 
+def perturbation_norms(x_adv: Tensor, x: Tensor) -> dict[str, float | None]:
+    """Median and mean L2 and Linf norms of ``x_adv - x`` over the examples (None if none)."""
+    if len(x_adv) == 0:
+        return dict.fromkeys(("l2_median", "l2_mean", "linf_median", "linf_mean"))
+    d = (x_adv - x).flatten(1).float()
+    l2, linf = d.norm(dim=1), d.abs().max(dim=1).values
+    return {"l2_median": float(l2.median()), "l2_mean": float(l2.mean()),
+            "linf_median": float(linf.median()), "linf_mean": float(linf.mean())}
+
+
 def trace_metrics(obs: Observation, evidence: Evidence, num_tried: int,
-                  scorer: str = "dol") -> AttackMetrics:
+                  scorer: str = "dol", norms: dict | None = None) -> AttackMetrics:
     """Tracing accuracy with ``scorer`` (all / transferable / non-transferable) and with every
-    scorer, the transfer rate, and the source vs innocent DOL statistics."""
+    scorer, the transfer rate, and the source vs innocent DOL statistics; ``norms`` are the
+    perturbation sizes (:func:`perturbation_norms`), known to the attack stage only."""
     from scipy.stats import ks_2samp
     n = len(evidence)
     scores = score(obs, scorer)
@@ -112,4 +127,4 @@ def trace_metrics(obs: Observation, evidence: Evidence, num_tried: int,
         confidence_mean=float(conf.mean()) if conf is not None else None,
         ece=expected_calibration_error(conf, correct) if conf is not None else None, ks_d=ks,
         dol_source_mean=float(src.mean()) if n else None,
-        dol_innocent_mean=float(inn.mean()) if inn.numel() else None)
+        dol_innocent_mean=float(inn.mean()) if inn.numel() else None, **(norms or {}))
