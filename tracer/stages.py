@@ -219,7 +219,7 @@ def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: 
     for i in range(len(ev)):
         w.writerow([i, int(ev.source[i]), int(index[i]), int(abstained[i]),
                     f"{float(top2[i, 0]):.5f}", f"{float(margin[i]):.5f}", int(trans[i]),
-                    int(index[i] == ev.source[i])])
+                    int(index[i] == ev.source[i] and not abstained[i])])
     atomic_write_text(path, buf.getvalue())
 
 

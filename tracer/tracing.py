@@ -133,12 +133,20 @@ def score(obs: Observation, scorer: str = "dol") -> Tensor:
 
 
 def verdict(scores: Tensor, abstain_below: float | None = None) -> tuple[Tensor, Tensor]:
-    """The highest-scoring candidate per example, and whether tracer abstains (its top score is
-    below ``abstain_below``; never when that is None, as in the paper).
+    """The highest-scoring candidate per example, and whether tracer abstains: when two or more
+    candidates share the top score (DOL cannot tell them apart, and naming the lower index
+    would favour copy 0), or when the top score is below ``abstain_below`` (None: never).
 
     Shape: scores [n, m] -> (index [n], abstained [n] bool).
     """
     top, index = scores.max(dim=1)
-    if abstain_below is None:
-        return index, torch.zeros_like(index, dtype=torch.bool)
-    return index, top < abstain_below
+    abstained = (scores == top.unsqueeze(1)).sum(dim=1) > 1
+    if abstain_below is not None:
+        abstained |= top < abstain_below
+    return index, abstained
+
+
+def named(scores: Tensor, abstain_below: float | None = None) -> Tensor:
+    """The copy each verdict names, -1 where tracer abstains. Shape: [n, m] -> [n]."""
+    index, abstained = verdict(scores, abstain_below)
+    return torch.where(abstained, torch.full_like(index, -1), index)

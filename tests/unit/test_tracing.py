@@ -3,7 +3,7 @@ import torch
 import pytest
 
 from tracer.tracing import (Observation, dol_from_outputs, dol_score, logit_dol_from_outputs,
-                            observe, score, verdict)
+                            named, observe, score, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -31,6 +31,12 @@ def test_verdict_argmax_and_abstention():
     assert index.tolist() == [1, 0] and not abstained.any()
     index, abstained = verdict(scores, abstain_below=0.5)
     assert index.tolist() == [1, 0] and abstained.tolist() == [False, True]
+
+
+def test_a_tie_at_the_top_names_nobody():
+    scores = torch.tensor([[0.7, 0.2, 0.7], [0.7, 0.9, 0.7]])
+    assert verdict(scores)[1].tolist() == [True, False]
+    assert named(scores).tolist() == [-1, 1]
 
 
 def test_dol_disagree_puts_copies_that_disagree_with_c_first():

@@ -1,9 +1,11 @@
 """Verdicts from k adversarial examples known to share a source (several pieces of evidence from
-one buyer): candidates' scores are averaged over the k examples before the argmax."""
+one buyer): candidates' scores are averaged over the k examples before the verdict."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from tracer.tracing import named
 
 
 def aggregate_accuracy(scores: Tensor, source: Tensor, k: int, trials: int = 1000,
@@ -24,6 +26,6 @@ def aggregate_accuracy(scores: Tensor, source: Tensor, k: int, trials: int = 100
     for t in range(trials):
         s, idx = groups[t % len(groups)]
         pick = idx[torch.randperm(len(idx), generator=gen)[:k]]
-        correct += int(scores[pick].mean(dim=0).argmax().item() == s)
+        correct += int(named(scores[pick].mean(dim=0, keepdim=True)).item() == s)
         total += 1
     return correct / total

@@ -13,7 +13,7 @@ from tracer.calibration import cross_fitted_confidence, expected_calibration_err
 from tracer.evaluation.aggregate import aggregate_accuracy
 from tracer.evaluation.num_copies import accuracy_vs_num_copies, monte_carlo_accuracy
 from tracer.evidence import Evidence
-from tracer.tracing import SCORERS, Observation, score, verdict
+from tracer.tracing import SCORERS, Observation, named, score
 
 
 AGGREGATE_K = (1, 5, 10)
@@ -98,7 +98,7 @@ def trace_metrics(obs: Observation, evidence: Evidence, num_tried: int,
     from scipy.stats import ks_2samp
     n = len(evidence)
     scores = score(obs, scorer)
-    correct = verdict(scores)[0] == evidence.source
+    correct = named(scores) == evidence.source
     conf = cross_fitted_confidence(scores, evidence.source) if n >= 20 else None
     trans = transferable(obs.labels, evidence)
     is_source = torch.zeros_like(obs.dol, dtype=torch.bool)
@@ -112,7 +112,7 @@ def trace_metrics(obs: Observation, evidence: Evidence, num_tried: int,
     usable = [name for name in SCORERS
               if name != "logit_dol_label" or obs.logit_dol_label is not None]
     all_scores = {name: score(obs, name) for name in usable}
-    by_scorer = {name: rate(verdict(s)[0] == evidence.source) for name, s in all_scores.items()}
+    by_scorer = {name: rate(named(s) == evidence.source) for name, s in all_scores.items()}
     k_by_scorer = {name: {str(k): aggregate_accuracy(s, evidence.source, k) for k in AGGREGATE_K}
                    for name, s in all_scores.items()}
     return AttackMetrics(
