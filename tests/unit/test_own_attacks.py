@@ -3,7 +3,8 @@ perturbation is analytic, and on their budgets and threat models."""
 import pytest
 import torch
 
-from tracer.attacks import NES, QEBA, Bandits, HardLabelOracle, ScoreOracle, SurFree
+from tracer.attacks import (NES, QEBA, AdvertorchAttack, Bandits, HardLabelOracle, ScoreOracle,
+                            SurFree)
 from tracer.attacks.score_based import _exponentiated_gradient
 from tracer.attacks.surfree import _dct_matrix, _low_frequency_noise
 
@@ -51,8 +52,15 @@ def test_decision_attacks_stay_within_budget_and_adversarial(cls):
 
 
 # A random w has no spatial structure, so Bandits' data prior gets one-pixel tiles here.
-@pytest.mark.parametrize("cls", [NES, lambda o, **kw: Bandits(o, tile=1, **kw)],
-                         ids=["nes", "bandits"])
+def _spsa(oracle, eps, lr, max_iter):
+    # advertorch's SPSA through our adapter: its margin loss must be per example (a summed loss
+    # mixed the images' probes and left most images unperturbed)
+    return AdvertorchAttack(oracle, "LinfSPSAAttack", loss="margin", eps=eps, lr=lr, delta=0.01,
+                            nb_iter=15, nb_sample=128, max_batch_size=128)
+
+
+@pytest.mark.parametrize("cls", [NES, lambda o, **kw: Bandits(o, tile=1, **kw), _spsa],
+                         ids=["nes", "bandits", "spsa"])
 def test_score_attacks_succeed_inside_an_linf_ball_just_above_the_minimum(cls):
     model, x, _ = linear_case()
     w = model.w

@@ -20,9 +20,17 @@ def margin_loss(scores: Tensor, y: Tensor) -> Tensor:
     A copy's output is C's softmax plus alpha * T_i, not logits: cross-entropy on it saturates
     for confident images and its gradient vanishes, while the margin keeps a useful gradient.
     """
+    return margin_per_example(scores, y).sum()
+
+
+def margin_per_example(scores: Tensor, y: Tensor) -> Tensor:
+    """``max_{j != y} s_j - s_y`` per example. SPSA needs this form: it estimates each image's
+    gradient from that image's own loss differences, and a summed loss mixes every image's
+    probes into every other's estimate (measured on copy 0 of the default run, 24 fashion_mnist
+    images: 21% success summed, 100% per example)."""
     true = scores.gather(1, y[:, None]).squeeze(1)
     other = scores.masked_fill(F.one_hot(y, scores.shape[1]).bool(), float("-inf")).max(1).values
-    return (other - true).sum()
+    return other - true
 
 
 LOSSES = {"margin": margin_loss, "ce": None}  # None: advertorch's default cross-entropy
@@ -45,7 +53,8 @@ class AdvertorchAttack:
             raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
         self.view, self.attack, self.params = predict, attack, dict(params, loss=loss)
         if LOSSES.get(loss) is not None:
-            params["loss_fn"] = LOSSES[loss]
+            params["loss_fn"] = margin_per_example if isinstance(predict, ScoreOracle) \
+                else LOSSES[loss]
         cls = getattr(attacks, attack)
         accepts = inspect.signature(cls).parameters
         if "num_classes" in accepts:  # CW, EAD: from the oracle
