@@ -46,7 +46,8 @@ class SurFree(HardLabelSearch):
         theta_max = torch.full((len(x),), self.theta_max, device=x.device)
         basis = x.new_zeros((len(x), 0, x[0].numel()))   # earlier directions, per image
         for _ in range(self.max_iter):
-            idx = idx[self._queries[idx.cpu()] < (self.oracle.budget or math.inf)]
+            if self.oracle.budget is not None:   # images out of budget are done
+                idx = idx[(self._queries[idx.cpu()] < self.oracle.budget).to(idx.device)]
             if len(idx) == 0:
                 break
             x0, xb = x[idx].flatten(1), cur[idx].flatten(1)
