@@ -29,7 +29,7 @@ def test_metrics_json_has_every_field(tiny_run):
     assert set(m["attacks"]) == {"hsja", "pgd"}
     for name, a in m["attacks"].items():
         assert set(AttackMetrics.__dataclass_fields__) <= set(a), name
-        assert a["num_evidence"] == 12
+        assert a["num_evidence"] == 30
         for key in ("success_rate", "transfer_rate", "trace_acc"):
             assert 0 <= a[key] <= 1, (name, key)
         assert a["mean_queries"] > 0
