@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import tracer
 from tracer.evaluation.metrics import AttackMetrics, RunMetrics
@@ -84,3 +85,17 @@ def test_cli_runs_the_report_stage(tiny_run):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| hsja |" in proc.stdout
+
+
+def test_same_seed_gives_identical_copies_evidence_and_verdicts(tiny_run, tmp_path):
+    again = tracer.run(tracer.compose("debug=tiny"), tmp_path / "again")
+    first, second = (json.loads((r.path / "separate" / "manifest.json").read_text())
+                     for r in (tiny_run, again))
+    assert first["files"] == second["files"]            # sha256 of C and T_0
+    assert first["permutations"] == second["permutations"]
+    for name in ("hsja", "pgd"):
+        a, b = tiny_run.load_evidence(name), again.load_evidence(name)
+        assert torch.equal(a.x, b.x) and torch.equal(a.source, b.source)
+        assert torch.equal(a.queries, b.queries)
+        verdicts = [(r.path / "trace" / name / "verdicts.csv").read_text() for r in (tiny_run, again)]
+        assert verdicts[0] == verdicts[1]

@@ -9,7 +9,9 @@ image's queries are known exactly.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -74,16 +76,38 @@ class ArtAttack:
             y = self.oracle(x_np)
         y_np = np.eye(self.oracle.num_classes, dtype=np.float32)[y.cpu().numpy()]
         out, queries = np.empty_like(x_np), []
-        for i in range(len(x_np)):
-            self.oracle.reset(1)
-            try:
-                out[i] = art_attack.generate(x_np[i:i + 1], y=y_np[i:i + 1])[0]
-            except QueryBudgetExceeded:
-                out[i] = x_np[i]
-            queries.append(self.oracle.queries)
+        with _seeded_numpy(int(np.random.randint(2**31))):
+            for i in range(len(x_np)):
+                self.oracle.reset(1)
+                try:
+                    out[i] = art_attack.generate(x_np[i:i + 1], y=y_np[i:i + 1])[0]
+                except QueryBudgetExceeded:
+                    out[i] = x_np[i]
+                queries.append(self.oracle.queries)
         self.last_queries = torch.tensor(queries, dtype=torch.long)
         return torch.from_numpy(np.clip(out, 0.0, 1.0)).to(x.device)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"ART.{self.attack}(untargeted, {args}, budget={self.oracle.budget})"
+
+
+@contextmanager
+def _seeded_numpy(seed: int):
+    """Make ART's randomness a function of ``seed``: it draws from numpy's global generator, and
+    HopSkipJump's starting point from a fresh ``RandomState()`` that the OS seeds, so without this
+    the same command gives different evidence. Both are restored afterwards."""
+    original, counter = np.random.RandomState, itertools.count()
+
+    class SeededRandomState(original):
+        def __init__(self, seed_=None):
+            super().__init__(seed + next(counter) if seed_ is None else seed_)
+
+    state = np.random.get_state()
+    np.random.RandomState = SeededRandomState
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.RandomState = original
+        np.random.set_state(state)
