@@ -11,7 +11,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
@@ -161,12 +160,10 @@ def attack(family: CopyFamily, specs: list[AttackSpec], data: ImageData, out: st
         parts, tried = [], 0
         for rank, source in enumerate(sources):
             pool = shared_pool(correct, len(sources), rank, seed)[:int(per_source * max_tries_factor)]
-            # ART draws from numpy's global generator: seed it too, so evidence is reproducible
-            torch.manual_seed(seed * 1000 + source)
-            np.random.seed(seed * 1000 + source)
             ev, n_tried = attack_copy(family, source, spec, data.x_test, data.y_test, pool,
                                       per_source, device=device, progress=progress,
-                                      part=run.attack_dir(spec.name) / "parts" / f"source_{source}.npz")
+                                      part=run.attack_dir(spec.name) / "parts" / f"source_{source}.npz",
+                                      seed=seed * 1000 + source)
             parts.append(ev)
             tried += n_tried
         evidence = Evidence.concat(parts)

@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 import tracer
 from tracer.evaluation.metrics import AttackMetrics, RunMetrics
+from tracer.runs import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,3 +101,31 @@ def test_same_seed_gives_identical_copies_evidence_and_verdicts(tiny_run, tmp_pa
         assert torch.equal(a.queries, b.queries)
         verdicts = [(r.path / "trace" / name / "verdicts.csv").read_text() for r in (tiny_run, again)]
         assert verdicts[0] == verdicts[1]
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path):
+    """SIGKILL the CLI in the middle of the attack stage, rerun the same command: the finished run
+    equals an uninterrupted one (both from the CLI: the test process's thread settings differ)."""
+    def command(out):
+        return [sys.executable, "-m", "tracer.pipeline", "debug=tiny", f"hydra.run.dir={out}"]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    part = killed / "attack" / "hsja" / "parts" / "source_0.npz"
+    deadline = time.time() + 120
+    while not part.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert part.exists(), "the run never reached the attack stage"
+    info = json.loads((killed / "run.json").read_text())
+    assert info["stages"]["separate"]["status"] == "done" and "report" not in info["stages"]
+    for out in (killed, whole):
+        done = subprocess.run(command(out), cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-2000:]
+    a, b = Run(whole), Run(killed)
+    for name in ("hsja", "pgd"):
+        assert torch.equal(a.load_evidence(name).x, b.load_evidence(name).x), name
+    assert json.loads(a.metrics_path.read_text())["attacks"] == \
+        json.loads(b.metrics_path.read_text())["attacks"]

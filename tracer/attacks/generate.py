@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -54,10 +55,13 @@ def shared_pool(correct: Tensor, num_sources: int, source_rank: int, seed: int =
 
 def attack_copy(family: CopyFamily, source: int, spec: AttackSpec, x: Tensor, y: Tensor,
                 pool: Tensor, n_wanted: int, *, device: torch.device | str = "cpu",
-                part: Path | None = None, progress: bool = True) -> tuple[Evidence, int]:
+                part: Path | None = None, progress: bool = True,
+                seed: int = 0) -> tuple[Evidence, int]:
     """Attack copy ``source`` on images ``x[pool]`` until ``n_wanted`` succeed or the pool ends.
 
     Returns the successful evidence and how many images were tried. ``part`` is the resume file.
+    Every chunk's randomness (torch's and numpy's, which ART draws from) is seeded from ``seed``
+    and the chunk's position, so a resumed run gives the same evidence as an uninterrupted one.
     """
     copy = family.copy(source).eval()
     view = make_view(copy, spec.threat, family.num_classes, device, spec.budget)
@@ -70,6 +74,9 @@ def attack_copy(family: CopyFamily, source: int, spec: AttackSpec, x: Tensor, y:
     while (need := n_wanted - sum(len(e) for e in kept)) > 0 and tried < len(pool):
         # Never attack more images than still needed: every success is kept and counted.
         idx = pool[tried:tried + min(spec.batch_size, need)]
+        chunk_seed = (seed * 1_000_003 + tried) % 2**32
+        torch.manual_seed(chunk_seed)
+        np.random.seed(chunk_seed)
         xb, yb = x[idx].to(device), y[idx].to(device)
         x_adv = attack.perturb(xb, yb).detach()
         y_adv = predict_labels(copy, x_adv, device=device)  # the investigator's check, not a query
