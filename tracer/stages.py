@@ -27,7 +27,7 @@ from tracer.runs import Run, versions, write_manifest
 from tracer.separation.permutations import make_permutations
 from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
                                      predict_labels, train_classifier)
-from tracer.tracing import observe, score, verdict
+from tracer.tracing import named, observe, score, verdict
 
 
 @dataclass
@@ -209,6 +209,7 @@ def trace(family: CopyFamily, evidence: dict[str, Evidence], out: str | Path, *,
 def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: Evidence) -> None:
     from tracer.evaluation.metrics import transferable
     index, abstained = verdict(scores)
+    correct = named(scores) == ev.source
     top2 = scores.topk(min(2, scores.shape[1]), dim=1).values
     margin = top2[:, 0] - top2[:, -1]
     trans = transferable(labels, ev)
@@ -219,7 +220,7 @@ def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: 
     for i in range(len(ev)):
         w.writerow([i, int(ev.source[i]), int(index[i]), int(abstained[i]),
                     f"{float(top2[i, 0]):.5f}", f"{float(margin[i]):.5f}", int(trans[i]),
-                    int(index[i] == ev.source[i] and not abstained[i])])
+                    int(correct[i])])
     atomic_write_text(path, buf.getvalue())
 
 

@@ -8,7 +8,7 @@ output scores alone. ART and advertorch have neither NES nor Bandits.
   prior of ``tile``-pixel tiles, updated by exponentiated gradient).
 
 Both maximise the margin ``max_{j != y} s_j - s_y`` of the copy's scores (cross-entropy saturates
-on a copy's output, see advertorch_adapter.margin_loss), stop an image as soon as a query shows it
+on a copy's output, see attacks.margin), stop an image as soon as a query shows it
 adversarial, and never spend more than the oracle's per-image budget.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tracer.attacks.margin import margin_per_example
 from tracer.attacks.oracle import ScoreOracle
 
 
@@ -38,11 +39,9 @@ class ScoreSignAttack:
 
     def _margin(self, xs: Tensor, y: Tensor, owner: Tensor) -> Tensor:
         """Margin of each row (> 0: adversarial); one query per row, charged to ``owner``."""
-        s = self.oracle(xs)
+        scores = self.oracle(xs)
         self._queries.index_add_(0, owner.cpu(), torch.ones(len(xs), dtype=torch.long))
-        true = s.gather(1, y[:, None]).squeeze(1)
-        other = s.masked_fill(F.one_hot(y, s.shape[1]).bool(), float("-inf")).max(1).values
-        return other - true
+        return margin_per_example(scores, y)
 
     @torch.no_grad()
     def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
