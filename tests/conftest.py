@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tracer.data import load_dataset
+from tracer.data import ImageData, load_dataset
 from tracer.models import InputSpec, ModelSpec, TracerSpec, build_base, build_family, build_tracer
-from tracer.separation import make_permutations
+from tracer.separation import ClassifierTraining, TracerTraining, make_permutations
+from tracer.stages import SeparationSpec
 
 torch.set_num_threads(2)
 
@@ -64,3 +65,20 @@ def linear_case(n: int = 6, seed: int = 0, smooth: bool = False):
     x = x - ((s.clamp_min(0) + 0.2) / w.norm() ** 2).view(-1, 1, 1, 1) * w.view(1, 1, 8, 8)
     dist = -((x.flatten(1) - 0.5) @ w) / w.norm()
     return model, x.clamp(0, 1), dist
+
+
+def toy_data() -> ImageData:
+    """64 random 8x8 images in 10 classes: enough for the separation stage to run, in a second."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    y = torch.arange(64) % 10
+    return ImageData("toy", x[:48], y[:48], x[48:], y[48:], 10)
+
+
+def toy_separation(kind: str = "residual", method: str = "tracer") -> SeparationSpec:
+    """One-epoch training of tiny networks, 3 copies."""
+    return SeparationSpec(model=ModelSpec("small_cnn", {"width": 4, "hidden": 8}),
+                          classifier=ClassifierTraining(epochs=1, batch_size=16),
+                          tracer=TracerSpec(kind=kind, width=4, depth=3),
+                          tracer_training=TracerTraining(epochs=1, batch_size=16), num_copies=3,
+                          method=method)

@@ -81,7 +81,7 @@ class PipelineSpec:
     stage: str = "all"
     progress: bool = True
     method: str = "residual"
-    scorer: str = "dol"
+    scorer: str = "auto"
 
 
 def _take(cls, node: Any, ignore: tuple[str, ...] = ()):
@@ -117,13 +117,18 @@ def attack_specs(node: DictConfig) -> list[AttackSpec]:
 def to_spec(cfg: DictConfig) -> PipelineSpec:
     """The typed objects the library takes, from a composed config."""
     sources = cfg.evidence.sources
+    s = cfg.separation
+    tracer = s.get("tracer")  # baselines have no tracer section
     sep = SeparationSpec(
         model=_take(ModelSpec, cfg.model, ignore=("name", "train")),
         classifier=_take(ClassifierTraining, cfg.model.train),
-        tracer=_take(TracerSpec, cfg.separation.tracer, ignore=("train",)),
-        tracer_training=_take(TracerTraining, cfg.separation.tracer.train),
-        num_copies=cfg.separation.num_copies, alpha=cfg.separation.alpha,
-        max_agreement=cfg.separation.max_agreement, reuse=cfg.separation.get("reuse"))
+        tracer=_take(TracerSpec, tracer, ignore=("train",)) if tracer else TracerSpec(),
+        tracer_training=_take(TracerTraining, tracer.train) if tracer else TracerTraining(),
+        num_copies=s.num_copies, alpha=s.get("alpha", 0.0),
+        max_agreement=s.get("max_agreement", 1), reuse=s.get("reuse"),
+        method=s.get("method", "tracer"), masked_fraction=s.get("masked_fraction", 0.1),
+        finetune=_take(ClassifierTraining, s.finetune) if s.get("finetune") else
+        ClassifierTraining(epochs=1), train_cache=s.get("train_cache"))
     return PipelineSpec(
         data=_data_spec(cfg),
         separation=sep, attacks=attack_specs(cfg.attack),

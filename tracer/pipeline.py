@@ -37,13 +37,16 @@ def run(cfg: DictConfig, out: str | Path) -> Run:
 
 def execute(spec: PipelineSpec, out: Path) -> None:
     stage, dev, progress = spec.stage, spec.device, spec.progress
-    needs_data = stage in ("all", "separate", "attack")
+    # Baselines trace against the clean images, so their trace stage needs the data too.
+    needs_data = stage in ("all", "separate", "attack") or (
+        stage == "trace" and spec.separation.method != "tracer")
     data = load_dataset(spec.data.name, spec.data.root, n_train=spec.data.n_train,
                         n_test=spec.data.n_test, seed=spec.seed, image_size=spec.data.image_size,
                         download=spec.data.download, cache_dir=spec.data.cache_dir) \
         if needs_data else None
     if stage in ("all", "separate"):
-        log.info("separate: training C and T_0, building %d copies", spec.separation.num_copies)
+        log.info("separate: %s, building %d copies", spec.separation.method,
+                 spec.separation.num_copies)
         family = stages.separate(data, spec.separation, out, seed=spec.seed, device=dev,
                                  progress=progress)
     else:
@@ -58,7 +61,8 @@ def execute(spec: PipelineSpec, out: Path) -> None:
         run_ = Run(out)
         evidence = {name: run_.load_evidence(name) for name in run_.attacks()}
     if stage in ("all", "trace"):
-        stages.trace(family, evidence, out, scorer=spec.scorer, device=dev)
+        stages.trace(family, evidence, out, scorer=spec.scorer,
+                     clean_images=data.x_test if data is not None else None, device=dev)
     if stage in ("all", "trace", "report"):
         stages.report(out, method=spec.method)
 

@@ -25,13 +25,17 @@ import numpy as np
 import torch
 
 from tracer.evidence import Evidence
-from tracer.io import (IntegrityError, load_npy, load_weights, read_json, save_npy, sha256_file,
-                       write_json)
+from tracer.baselines import IndependentCopies, MaskedCopies
+from tracer.io import (IntegrityError, check_sha256, load_npy, load_weights, read_json, save_npy,
+                       sha256_file, write_json)
 from tracer.models.copies import CopyFamily
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
 
 MANIFEST_FORMAT = 1
+# What the separation stage hands on: the tracer's copies or a baseline's. Each has num_copies,
+# num_classes, outputs(x) [n, m, K] and copy(i); tracing dispatches on the type.
+CopySet = CopyFamily | IndependentCopies
 
 
 class Run:
@@ -103,26 +107,55 @@ class Run:
         root = self.path / "attack"
         return sorted(p.parent.name for p in root.glob("*/evidence.npz")) if root.is_dir() else []
 
-    def load_family(self, device: torch.device | str = "cpu") -> CopyFamily:
+    def load_family(self, device: torch.device | str = "cpu") -> CopySet:
         """Rebuild every copy from the manifest; refuses tampered or mismatched checkpoints."""
         m = self.manifest
+        method = m.get("method", "tracer")
         try:
             inp, model = InputSpec(**m["input"]), ModelSpec(**m["model"])
-            tracer_spec = TracerSpec(**m["tracer"])
+            tracer_spec = TracerSpec(**m["tracer"]) if method == "tracer" else None
+            files = m["files"]
         except (TypeError, ValueError, KeyError) as err:
             raise IntegrityError(f"{self.manifest_path}: malformed specs ({err})") from None
-        base, tracer = build_base(model, inp), build_tracer(tracer_spec, inp)
-        for module, name in ((base, "base.pt"), (tracer, "tracer_base.pt")):
-            path = self.separate_dir / name
-            state = load_weights(path, m["files"].get(name))
-            try:
-                module.load_state_dict(state)
-            except (RuntimeError, TypeError) as err:
-                raise IntegrityError(f"{path}: does not fit the architecture in the manifest "
-                                     f"({str(err).splitlines()[0][:200]})") from None
-        perms = torch.tensor(m["permutations"], dtype=torch.long)
-        family = build_family(base, tracer.base_tracer, perms, m["alpha"], tracer_spec)
-        return family.to(device).eval()
+        if method == "tracer":
+            base, tracer = build_base(model, inp), build_tracer(tracer_spec, inp)
+            self._load_into(base, "base.pt", files)
+            self._load_into(tracer, "tracer_base.pt", files)
+            perms = torch.tensor(m["permutations"], dtype=torch.long)
+            copies = build_family(base, tracer.base_tracer, perms, m["alpha"], tracer_spec)
+        elif method in ("naive", "watermark"):
+            members = [self._load_into(build_base(model, inp), f"copy_{i}.pt", files)
+                       for i in range(len(m["accuracy"]["copy_clean_acc"]))]
+            if method == "naive":
+                copies = IndependentCopies(members, inp.num_classes)
+            else:
+                keep = self._masks(files, len(members), inp)
+                copies = MaskedCopies(members, keep, inp.num_classes)
+        else:
+            raise IntegrityError(f"{self.manifest_path}: unknown method {method!r}")
+        return copies.to(device).eval()
+
+    def _load_into(self, module: torch.nn.Module, name: str, files: dict) -> torch.nn.Module:
+        path = self.separate_dir / name
+        if name not in files:
+            raise IntegrityError(f"{self.manifest_path}: lists no sha256 for {name}")
+        state = load_weights(path, files[name])
+        try:
+            module.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as err:
+            raise IntegrityError(f"{path}: does not fit the architecture in the manifest "
+                                 f"({str(err).splitlines()[0][:200]})") from None
+        return module
+
+    def _masks(self, files: dict, num_copies: int, inp: InputSpec) -> torch.Tensor:
+        path = self.separate_dir / "masks.npy"
+        check_sha256(path, files.get("masks.npy"))
+        keep = load_npy(path)
+        want = (num_copies, *inp.shape)
+        if keep.shape != want or keep.dtype != np.float32 or not np.isin(keep, (0.0, 1.0)).all():
+            raise IntegrityError(f"{path}: expected {want} float32 masks of 0/1, got "
+                                 f"{keep.shape} {keep.dtype}")
+        return torch.from_numpy(keep)
 
     def load_evidence(self, name: str) -> Evidence:
         """The evidence of attack ``name``, checked against its sha256 and this run's copies."""
@@ -150,14 +183,15 @@ def load_run(path: str | Path) -> Run:
     return run
 
 
-def write_manifest(run: Run, *, dataset: str, inp: InputSpec, model: ModelSpec,
-                   tracer: TracerSpec, alpha: float, permutations: torch.Tensor, seed: int,
-                   accuracy: dict) -> None:
-    files = {name: sha256_file(run.separate_dir / name) for name in ("base.pt", "tracer_base.pt")}
+def write_manifest(run: Run, *, method: str, dataset: str, inp: InputSpec, model: ModelSpec,
+                   seed: int, accuracy: dict, files: list[str], **extra: Any) -> None:
+    """The seller's record of the copies: how to rebuild them and each file's sha256.
+    ``extra``: what the method adds (the tracer: its spec, alpha and the permutations)."""
+    extra = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in extra.items()}
     write_json(run.manifest_path, {
-        "format": MANIFEST_FORMAT, "dataset": dataset, "input": asdict(inp),
-        "model": asdict(model), "tracer": asdict(tracer), "alpha": alpha, "seed": seed,
-        "permutations": permutations.tolist(), "accuracy": accuracy, "files": files})
+        "format": MANIFEST_FORMAT, "method": method, "dataset": dataset, "input": asdict(inp),
+        "model": asdict(model), "seed": seed, **extra, "accuracy": accuracy,
+        "files": {name: sha256_file(run.separate_dir / name) for name in files}})
 
 
 def versions() -> dict:

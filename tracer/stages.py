@@ -6,11 +6,14 @@ same functions. A finished stage is skipped when run again; an interrupted one r
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
@@ -19,20 +22,28 @@ from tracer.evaluation.metrics import RunMetrics, perturbation_norms, trace_metr
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
 from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
-                       load_weights, read_json, sha256_file, write_json)
-from tracer.models.copies import CopyFamily
+                       load_weights, read_json, save_npy, sha256_file, write_json)
+from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
-from tracer.runs import Run, versions, write_manifest
+from tracer.runs import CopySet, Run, versions, write_manifest
 from tracer.separation.permutations import make_permutations
 from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
                                      predict_labels, train_classifier)
-from tracer.tracing import named, observe, score, verdict
+from tracer.models.copies import CopyFamily
+from tracer.tracing import Scored, named, observe, scored, verdict
+
+
+METHODS = ("tracer", "naive", "watermark")
 
 
 @dataclass
 class SeparationSpec:
-    """Everything the separation stage needs besides the data."""
+    """Everything the separation stage needs besides the data.
+
+    ``method``: ``tracer`` (C + alpha * pi_i(T_0)), or a baseline: ``naive`` (C retrained from
+    seed + i) or ``watermark`` (C fine-tuned behind a random input mask per copy).
+    """
     model: ModelSpec = field(default_factory=ModelSpec)
     classifier: ClassifierTraining = field(default_factory=ClassifierTraining)
     tracer: TracerSpec = field(default_factory=TracerSpec)
@@ -42,47 +53,148 @@ class SeparationSpec:
     max_agreement: int = 1       # permutations agree pairwise on at most this many positions
     reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
                                  # trained the same way (ablations over alpha, gain, copies)
+    method: str = "tracer"
+    masked_fraction: float = 0.1  # watermark: share of input positions each copy masks
+    finetune: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(epochs=1))
+    train_cache: str | None = None  # a directory of trained networks keyed by everything their
+                                    # training depends on; None: no cache
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown separation method {self.method!r}; known: {METHODS}")
+        if self.num_copies < 1:
+            raise ValueError(f"num_copies must be at least 1, got {self.num_copies}")
 
 
 def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: int = 0,
-             device: torch.device | str = "cpu", progress: bool = True) -> CopyFamily:
-    """Train C and T_0, build ``spec.num_copies`` copies, write ``separate/`` with its manifest."""
+             device: torch.device | str = "cpu", progress: bool = True) -> CopySet:
+    """Train and build ``spec.num_copies`` copies by ``spec.method``; write ``separate/`` with
+    its manifest. A finished stage is loaded, an interrupted one resumes."""
     run = Run(out)
     if run.stage_done("separate"):
         return run.load_family(device)
     start = time.time()
     mean, std = data.channel_stats()
     inp = InputSpec(list(data.shape), data.num_classes, mean, std)
-    sep = run.separate_dir
-    resume = sep / "resume"
     if spec.reuse:
         _import_trained(Run(spec.reuse), run, data.name, inp, spec, seed)
-    torch.manual_seed(seed)
-    base = _trained(sep / "base.pt", build_base(spec.model, inp), lambda m: train_classifier(
-        m, data.x_train, data.y_train, spec.classifier, seed=seed, device=device,
-        checkpoint=resume / "base.pt", progress=progress), sep / "history_base.csv")
-    torch.manual_seed(seed + 1)
-    train_tracer = TRAINERS[spec.tracer.kind]
-    tracer = _trained(sep / "tracer_base.pt", build_tracer(spec.tracer, inp, seed=seed),
-                      lambda m: train_tracer(m, data.x_train, spec.tracer_training, seed=seed + 1,
-                                             device=device, checkpoint=resume / "tracer_base.pt",
-                                             progress=progress), sep / "history_tracer.csv")
-    perms = make_permutations(data.num_classes, spec.num_copies, seed=seed,
-                              max_agreement=spec.max_agreement)
-    family = build_family(base, tracer.base_tracer, perms, spec.alpha, spec.tracer)
-    family = family.to(device).eval()
+    trainer = _Trainer(run, data, spec, inp, seed, device, progress)
+    copies, extra = _BUILDERS[spec.method](trainer)
+    copies = copies.to(device).eval()
     y = data.y_test
-    accuracy = {
-        "base_clean_acc": _acc(predict_labels(base, data.x_test, device=device), y),
-        "copy_clean_acc": [_acc(col, y) for col in
-                           predict_labels(family.outputs, data.x_test, device=device).T],
-    }
-    write_manifest(run, dataset=data.name, inp=inp, model=spec.model, tracer=spec.tracer,
-                   alpha=spec.alpha, permutations=perms, seed=seed, accuracy=accuracy)
+    accuracy = {"copy_clean_acc": [_acc(col, y) for col in
+                                   predict_labels(copies.outputs, data.x_test, device=device).T]}
+    if trainer.base is not None:
+        accuracy["base_clean_acc"] = _acc(predict_labels(trainer.base, data.x_test, device=device), y)
+    write_manifest(run, method=spec.method, dataset=data.name, inp=inp, model=spec.model,
+                   seed=seed, accuracy=accuracy, files=trainer.files, **extra)
+    resume = run.separate_dir / "resume"
     for f in resume.glob("*.pt") if resume.is_dir() else []:
         f.unlink()
     run.mark("separate", "done", seconds=round(time.time() - start, 1), spec=asdict(spec))
-    return family
+    return copies
+
+
+@dataclass
+class _Trainer:
+    """Trains (or loads, from the run or the cache) the networks of one separation stage."""
+    run: Run
+    data: ImageData
+    spec: SeparationSpec
+    inp: InputSpec
+    seed: int
+    device: torch.device | str
+    progress: bool
+    files: list[str] = field(default_factory=list)
+    base: torch.nn.Module | None = None
+
+    def classifier(self, name: str, seed: int) -> torch.nn.Module:
+        """A classifier C as ``spec`` trains it, initialised and shuffled with ``seed``."""
+        d, spec = self.data, self.spec
+        torch.manual_seed(seed)
+        key = {"role": "classifier", "model": asdict(spec.model),
+               "training": asdict(spec.classifier), "seed": seed}
+        return self.trained(name, build_base(spec.model, self.inp), key, lambda m, ckpt:
+                            train_classifier(m, d.x_train, d.y_train, spec.classifier, seed=seed,
+                                             device=self.device, checkpoint=ckpt,
+                                             progress=self.progress))
+
+    def trained(self, name: str, module: torch.nn.Module, key: dict, train) -> torch.nn.Module:
+        """``module`` loaded from ``separate/<name>`` if an earlier (interrupted) run finished
+        it, else from the train cache, else trained by ``train(module, checkpoint)``."""
+        sep = self.run.separate_dir
+        path, history = sep / name, sep / f"history_{Path(name).stem}.csv"
+        cache = _cache_path(self.spec.train_cache, self.data, self.inp, key, name)
+        if not path.is_file() and cache is not None and cache.is_file():
+            atomic_write_bytes(path, cache.read_bytes())
+        if path.is_file():
+            module.load_state_dict(load_weights(path))
+        else:
+            _write_history(history, train(module, sep / "resume" / name))
+            atomic_torch_save(module.state_dict(), path)
+            if cache is not None:
+                atomic_write_bytes(cache, path.read_bytes())
+        self.files.append(name)
+        return module.eval()
+
+
+def _build_tracer(t: _Trainer) -> tuple[CopySet, dict]:
+    spec, d = t.spec, t.data
+    t.base = t.classifier("base.pt", t.seed)
+    torch.manual_seed(t.seed + 1)
+    train_tracer = TRAINERS[spec.tracer.kind]
+    key = {"role": "tracer", "tracer": {k: asdict(spec.tracer)[k] for k in _TRAINED_ONLY},
+           "training": asdict(spec.tracer_training), "seed": t.seed + 1}
+    tracer = t.trained("tracer_base.pt", build_tracer(spec.tracer, t.inp, seed=t.seed), key,
+                       lambda m, ckpt: train_tracer(m, d.x_train, spec.tracer_training,
+                                                    seed=t.seed + 1, device=t.device,
+                                                    checkpoint=ckpt, progress=t.progress))
+    perms = make_permutations(d.num_classes, spec.num_copies, seed=t.seed,
+                              max_agreement=spec.max_agreement)
+    family = build_family(t.base, tracer.base_tracer, perms, spec.alpha, spec.tracer)
+    return family, {"tracer": asdict(spec.tracer), "alpha": spec.alpha, "permutations": perms}
+
+
+def _build_naive(t: _Trainer) -> tuple[CopySet, dict]:
+    # Copy 0 is trained exactly as the tracer method's C (same seed), so the two share it.
+    members = [t.classifier(f"copy_{i}.pt", t.seed + i) for i in range(t.spec.num_copies)]
+    return IndependentCopies(members, t.data.num_classes), {}
+
+
+def _build_watermark(t: _Trainer) -> tuple[CopySet, dict]:
+    spec, d = t.spec, t.data
+    t.base = t.classifier("base.pt", t.seed)
+    keep = random_masks(spec.num_copies, tuple(d.shape), spec.masked_fraction, seed=t.seed)
+    save_npy(t.run.separate_dir / "masks.npy", keep.numpy().astype(np.float32))
+    t.files.append("masks.npy")
+    members = []
+    for i in range(spec.num_copies):
+        member = build_base(spec.model, t.inp)
+        member.load_state_dict(t.base.state_dict())
+        key = {"role": "masked", "model": asdict(spec.model), "base": asdict(spec.classifier),
+               "training": asdict(spec.finetune), "seed": t.seed, "copy": i,
+               "keep_sha256": hashlib.sha256(keep[i].numpy().tobytes()).hexdigest()}
+        members.append(t.trained(f"copy_{i}.pt", member, key, lambda m, ckpt, i=i: train_classifier(
+            InputMask(m, keep[i]), d.x_train, d.y_train, spec.finetune, seed=t.seed + 1 + i,
+            device=t.device, checkpoint=ckpt, progress=t.progress)))
+    return MaskedCopies(members, keep, d.num_classes), {"masked_fraction": spec.masked_fraction}
+
+
+_BUILDERS = {"tracer": _build_tracer, "naive": _build_naive, "watermark": _build_watermark}
+
+
+def _cache_path(cache_dir: str | None, data: ImageData, inp: InputSpec, key: dict,
+                name: str) -> Path | None:
+    """Where the train cache keeps the network ``key`` describes, trained on ``data``: the file
+    name hashes the training images and labels, the key and torch's version."""
+    if cache_dir is None:
+        return None
+    h = hashlib.sha256()
+    for t in (data.x_train, data.y_train):
+        h.update(t.contiguous().numpy().tobytes())
+    h.update(json.dumps({"data": data.name, "input": asdict(inp), "torch": torch.__version__,
+                         **key}, sort_keys=True).encode())
+    return Path(cache_dir) / f"{Path(name).stem.rstrip('_0123456789')}-{h.hexdigest()[:32]}.pt"
 
 
 _TRAINED_ONLY = ("kind", "width", "depth")  # of TracerSpec; gain and output norm act after training
@@ -110,20 +222,9 @@ def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: Sepa
         if ok and not target.exists():
             check_sha256(src.separate_dir / name, m["files"][name])
             atomic_write_bytes(target, (src.separate_dir / name).read_bytes())
-            hist = src.separate_dir / f"history_{'base' if name == 'base.pt' else 'tracer'}.csv"
+            hist = src.separate_dir / f"history_{Path(name).stem}.csv"
             if hist.is_file():
                 atomic_write_bytes(dst.separate_dir / hist.name, hist.read_bytes())
-
-
-def _trained(path: Path, module: torch.nn.Module, train, history_path: Path) -> torch.nn.Module:
-    """Load ``module`` from ``path`` if an earlier (interrupted) run finished it, else train it."""
-    if path.is_file():
-        module.load_state_dict(load_weights(path))
-    else:
-        history = train(module)
-        atomic_torch_save(module.state_dict(), path)
-        _write_history(history_path, history)
-    return module.eval()
 
 
 def _write_history(path: Path, rows: list[dict]) -> None:
@@ -140,7 +241,7 @@ def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
-def attack(family: CopyFamily, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
+def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
            num_evidence: int, sources: list[int] | None = None, max_tries_factor: float = 3.0,
            seed: int = 0, device: torch.device | str = "cpu",
            progress: bool = True) -> dict[str, Evidence]:
@@ -184,26 +285,52 @@ def attack(family: CopyFamily, specs: list[AttackSpec], data: ImageData, out: st
     return results
 
 
-def trace(family: CopyFamily, evidence: dict[str, Evidence], out: str | Path, *,
-          scorer: str = "dol", device: torch.device | str = "cpu") -> dict[str, dict]:
+def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
+          scorer: str = "auto", clean_images: torch.Tensor | None = None,
+          device: torch.device | str = "cpu") -> dict[str, dict]:
     """Score every candidate copy on each attack's evidence, name the source, and write
-    ``trace/<name>/`` (scores, per-example verdicts, metrics)."""
+    ``trace/<name>/`` (scores, per-example verdicts, metrics).
+
+    ``scorer``: one the copies support, or ``auto`` (the tracer: dol_disagree; a baseline: its
+    own rule). ``clean_images``: the test images the evidence's ``clean_index`` points into; the
+    watermark baseline needs them, the tracer does not.
+    """
     run = Run(out)
     results = {}
     for name, ev in evidence.items():
         if len(ev) == 0:
             continue
-        obs = observe(family, ev.x, clean_labels=ev.y_true, device=device)
-        scores = score(obs, scorer)
+        traced = traced_evidence(copies, ev, clean_images, device=device)
+        use = default_scorer(copies) if scorer == "auto" else scorer
         info = read_json(run.attack_dir(name) / "attack.json")
-        metrics = asdict(trace_metrics(obs, ev, info["num_tried"], scorer,
+        metrics = asdict(trace_metrics(traced, ev, info["num_tried"], use,
                                        norms=info.get("perturbation")))
+        scores = traced.scores[use]
         run.save_scores(name, scores)
-        _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, obs.labels, ev)
+        _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, traced.labels, ev)
         write_json(run.trace_dir(name) / "trace.json", metrics)
         run.mark("trace", "done", key=name)
         results[name] = metrics
     return results
+
+
+def default_scorer(copies: CopySet) -> str:
+    """The rule ``scorer=auto`` means: ours for the tracer, a baseline's own for a baseline."""
+    return "dol_disagree" if isinstance(copies, CopyFamily) else copies.scorers[0]
+
+
+def traced_evidence(copies: CopySet, ev: Evidence, clean_images: torch.Tensor | None = None, *,
+                    device: torch.device | str = "cpu") -> Scored:
+    """Every candidate's label and every scorer's scores on evidence ``ev``."""
+    if isinstance(copies, CopyFamily):
+        return scored(observe(copies, ev.x, clean_labels=ev.y_true, device=device))
+    if clean_images is None:
+        raise ValueError(f"tracing {type(copies).__name__} needs the clean test images "
+                         "(clean_images=data.x_test)")
+    if len(ev) and int(ev.clean_index.max()) >= len(clean_images):
+        raise ValueError(f"evidence points at clean image {int(ev.clean_index.max())} but only "
+                         f"{len(clean_images)} were given")
+    return copies.trace(ev.x, clean_images[ev.clean_index], ev.y_true, device=device)
 
 
 def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: Evidence) -> None:
@@ -235,8 +362,8 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False) -> d
             attacks[name] = read_json(trace_json)
     metrics = RunMetrics(
         dataset=m["dataset"], model=m["model"]["arch"], method=method,
-        num_copies=len(m["permutations"]), alpha=m["alpha"], seed=m["seed"],
-        base_clean_acc=m["accuracy"]["base_clean_acc"],
+        num_copies=len(m["accuracy"]["copy_clean_acc"]), alpha=m.get("alpha"), seed=m["seed"],
+        base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
         scorer=next((a["scorer"] for a in attacks.values()), None),
         versions=run.info().get("versions", versions())).to_json()

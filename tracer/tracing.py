@@ -132,6 +132,25 @@ def score(obs: Observation, scorer: str = "dol") -> Tensor:
     return SCORERS[scorer](obs)
 
 
+@dataclass
+class Scored:
+    """What tracing makes of one evidence set, whatever the copies are (tracer or a baseline).
+
+    Shape: labels, statistic and every entry of scores [n, m]. ``statistic`` is the
+    per-candidate value whose source vs innocent distributions the metrics compare (DOL for the
+    tracer, the baseline's own score for a baseline).
+    """
+    labels: Tensor
+    scores: dict[str, Tensor]
+    statistic: Tensor
+
+
+def scored(obs: Observation) -> Scored:
+    """Every scorer that ``obs`` supports (``logit_dol_label`` only with clean labels)."""
+    usable = [n for n in SCORERS if n != "logit_dol_label" or obs.logit_dol_label is not None]
+    return Scored(obs.labels, {n: score(obs, n) for n in usable}, obs.dol)
+
+
 def verdict(scores: Tensor, abstain_below: float | None = None) -> tuple[Tensor, Tensor]:
     """The highest-scoring candidate per example, and whether tracer abstains: when two or more
     candidates share the top score (DOL cannot tell them apart, and naming the lower index

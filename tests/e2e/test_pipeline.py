@@ -42,7 +42,7 @@ def test_every_file_of_the_run_directory(tiny_run):
     p = tiny_run.path
     for rel in ("config.yaml", "run.json", "metrics.json", "results.md", "separate/manifest.json",
                 "separate/base.pt", "separate/tracer_base.pt", "separate/history_base.csv",
-                "separate/history_tracer.csv"):
+                "separate/history_tracer_base.csv"):
         assert (p / rel).is_file(), rel
     for name in ("hsja", "pgd"):
         for rel in (f"attack/{name}/evidence.npz", f"attack/{name}/attack.json",

@@ -4,7 +4,7 @@ import torch
 from tracer.evaluation.metrics import perturbation_norms, rate, trace_metrics, transferable
 from tracer.evaluation.tables import markdown_table, pct
 from tracer.evidence import Evidence
-from tracer.tracing import Observation
+from tracer.tracing import Observation, scored
 
 
 def _ev(source, y_true):
@@ -30,7 +30,7 @@ def test_trace_metrics_on_known_scores():
                            [0.3, 0.9, 0.0]])  # right, non-transferable
     labels = torch.tensor([[3, 5, 5], [5, 3, 3], [3, 3, 3], [5, 3, 5]])
     obs = Observation(scores, labels, torch.tensor([5, 5, 3, 5]), logit_dol=-scores)
-    m = trace_metrics(obs, ev, num_tried=8)
+    m = trace_metrics(scored(obs), ev, num_tried=8)
     assert m.trace_acc == 0.75 and m.transfer_rate == 0.5
     assert m.trace_acc_transferable == 0.5 and m.trace_acc_nontransferable == 1.0
     assert m.success_rate == 0.5 and m.num_evidence == 4 and m.mean_queries == 10
@@ -40,7 +40,7 @@ def test_trace_metrics_on_known_scores():
     # wrong; example 3 has only copy 1 disagreeing: right either way.
     assert m.trace_acc_by_scorer == {"dol": 0.75, "dol_disagree": 0.75, "logit_dol": 0.0}
     assert m.trace_acc_k == m.trace_acc_k_by_scorer["dol"] and m.trace_acc_k["10"] is None
-    m2 = trace_metrics(obs, ev, num_tried=8, scorer="dol_disagree")
+    m2 = trace_metrics(scored(obs), ev, num_tried=8, scorer="dol_disagree")
     assert m2.scorer == "dol_disagree" and m2.trace_acc == 0.75
 
 

@@ -9,27 +9,15 @@ from tracer.io import IntegrityError, sha256_file, write_json
 from tracer.models import ModelSpec, TracerSpec
 from tracer.runs import Run, load_run
 from tracer.separation import ClassifierTraining, TracerTraining
-from tracer.stages import SeparationSpec, separate
+from tracer.stages import separate
 
-
-def _tiny_data():
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(64, 1, 8, 8, generator=g)
-    y = torch.arange(64) % 10
-    return ImageData("toy", x[:48], y[:48], x[48:], y[48:], 10)
-
-
-def _spec(kind="residual"):
-    return SeparationSpec(model=ModelSpec("small_cnn", {"width": 4, "hidden": 8}),
-                          classifier=ClassifierTraining(epochs=1, batch_size=16),
-                          tracer=TracerSpec(kind=kind, width=4, depth=3),
-                          tracer_training=TracerTraining(epochs=1, batch_size=16), num_copies=3)
+from conftest import toy_data, toy_separation
 
 
 @pytest.fixture(scope="module", params=["residual", "vae"])
 def run_dir(tmp_path_factory, request):
     out = tmp_path_factory.mktemp(f"run_{request.param}")
-    family = separate(_tiny_data(), _spec(request.param), out, progress=False)
+    family = separate(toy_data(), toy_separation(request.param), out, progress=False)
     return out, family
 
 
@@ -49,7 +37,7 @@ def test_separate_writes_manifest_and_reloads_identical_copies(run_dir):
 def test_separate_is_skipped_when_done(run_dir):
     out, _ = run_dir
     before = sha256_file(out / "separate" / "base.pt")
-    separate(_tiny_data(), _spec(), out, progress=False)
+    separate(toy_data(), toy_separation(), out, progress=False)
     assert sha256_file(out / "separate" / "base.pt") == before
 
 
@@ -99,21 +87,21 @@ def test_load_run_needs_a_directory(tmp_path):
 def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path):
     src, _ = run_dir
     kind = Run(src).manifest["tracer"]["kind"]
-    spec = _spec(kind)
+    spec = toy_separation(kind)
     spec.alpha, spec.reuse = 0.05, str(src)
-    separate(_tiny_data(), spec, tmp_path / "a", progress=False)
+    separate(toy_data(), spec, tmp_path / "a", progress=False)
     for name in ("base.pt", "tracer_base.pt"):
         assert sha256_file(tmp_path / "a" / "separate" / name) == sha256_file(src / "separate" / name)
     assert Run(tmp_path / "a").manifest["alpha"] == 0.05
     spec.classifier = ClassifierTraining(epochs=2, batch_size=16)  # C would be trained otherwise
-    separate(_tiny_data(), spec, tmp_path / "b", progress=False)
+    separate(toy_data(), spec, tmp_path / "b", progress=False)
     assert sha256_file(tmp_path / "b" / "separate" / "base.pt") != sha256_file(src / "separate" / "base.pt")
     assert sha256_file(tmp_path / "b" / "separate" / "tracer_base.pt") == \
         sha256_file(src / "separate" / "tracer_base.pt")
 
 
 def test_reuse_of_an_unfinished_run_is_refused(tmp_path):
-    spec = _spec()
+    spec = toy_separation()
     spec.reuse = str(tmp_path / "nothing")
     with pytest.raises(Exception, match="manifest|finished"):
-        separate(_tiny_data(), spec, tmp_path / "c", progress=False)
+        separate(toy_data(), spec, tmp_path / "c", progress=False)

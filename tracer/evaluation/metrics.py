@@ -13,7 +13,7 @@ from tracer.calibration import cross_fitted_confidence, expected_calibration_err
 from tracer.evaluation.aggregate import aggregate_accuracy
 from tracer.evaluation.num_copies import accuracy_vs_num_copies, monte_carlo_accuracy
 from tracer.evidence import Evidence
-from tracer.tracing import SCORERS, Observation, named, score
+from tracer.tracing import Scored, named
 
 
 AGGREGATE_K = (1, 5, 10)
@@ -38,7 +38,7 @@ class AttackMetrics:
     confidence_mean: float | None = None   # mean confidence of the verdicts (cross-fitted)
     ece: float | None = None               # expected calibration error of those confidences
     ks_d: float | None = None            # Kolmogorov-Smirnov D, source vs innocent DOLs
-    dol_source_mean: float | None = None
+    dol_source_mean: float | None = None   # (a baseline's own score in place of DOL)
     dol_innocent_mean: float | None = None
     l2_median: float | None = None         # size of the perturbation x_adv - x, per example
     l2_mean: float | None = None
@@ -52,9 +52,9 @@ class RunMetrics:
     model: str
     method: str
     num_copies: int
-    alpha: float
+    alpha: float | None          # None for a baseline: it has no tracer to weigh
     seed: int
-    base_clean_acc: float
+    base_clean_acc: float | None   # None for naive copies: there is no one C
     copy_clean_acc: list[float]
     scorer: str | None = None
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)
@@ -90,31 +90,31 @@ def perturbation_norms(x_adv: Tensor, x: Tensor) -> dict[str, float | None]:
             "linf_median": float(linf.median()), "linf_mean": float(linf.mean())}
 
 
-def trace_metrics(obs: Observation, evidence: Evidence, num_tried: int,
+def trace_metrics(traced: Scored, evidence: Evidence, num_tried: int,
                   scorer: str = "dol", norms: dict | None = None) -> AttackMetrics:
     """Tracing accuracy with ``scorer`` (all / transferable / non-transferable) and with every
-    scorer, the transfer rate, and the source vs innocent DOL statistics; ``norms`` are the
-    perturbation sizes (:func:`perturbation_norms`), known to the attack stage only."""
+    scorer in ``traced``, the transfer rate, and the source vs innocent statistics (DOL for the
+    tracer); ``norms`` are the perturbation sizes (:func:`perturbation_norms`), known to the
+    attack stage only."""
     from scipy.stats import ks_2samp
+    if scorer not in traced.scores:
+        raise ValueError(f"unknown scorer {scorer!r} for these copies; known: {sorted(traced.scores)}")
     n = len(evidence)
-    scores = score(obs, scorer)
+    scores = traced.scores[scorer]
     correct = named(scores) == evidence.source
     conf = cross_fitted_confidence(scores, evidence.source) if n >= 20 else None
-    trans = transferable(obs.labels, evidence)
-    is_source = torch.zeros_like(obs.dol, dtype=torch.bool)
+    trans = transferable(traced.labels, evidence)
+    is_source = torch.zeros_like(traced.statistic, dtype=torch.bool)
     is_source[torch.arange(n), evidence.source] = True
-    src, inn = obs.dol[is_source], obs.dol[~is_source]
+    src, inn = traced.statistic[is_source], traced.statistic[~is_source]
     sizes = list(range(2, scores.shape[1] + 1))
     by_copies = accuracy_vs_num_copies(scores, evidence.source, sizes) if n else {}
     mc = monte_carlo_accuracy(scores[is_source], scores[~is_source], sizes) \
         if n and sizes else {}
     ks = float(ks_2samp(src.numpy(), inn.numpy()).statistic) if n and inn.numel() else None
-    usable = [name for name in SCORERS
-              if name != "logit_dol_label" or obs.logit_dol_label is not None]
-    all_scores = {name: score(obs, name) for name in usable}
-    by_scorer = {name: rate(named(s) == evidence.source) for name, s in all_scores.items()}
+    by_scorer = {name: rate(named(s) == evidence.source) for name, s in traced.scores.items()}
     k_by_scorer = {name: {str(k): aggregate_accuracy(s, evidence.source, k) for k in AGGREGATE_K}
-                   for name, s in all_scores.items()}
+                   for name, s in traced.scores.items()}
     return AttackMetrics(
         success_rate=n / num_tried if num_tried else None, transfer_rate=rate(trans),
         trace_acc=rate(correct), trace_acc_transferable=rate(correct[trans]),

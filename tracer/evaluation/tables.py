@@ -19,9 +19,11 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def results_markdown(metrics: dict) -> str:
     """The run summary: a line on the copies, then one row per attack (rates in %)."""
     accs = ", ".join(pct(a) for a in metrics["copy_clean_acc"])
+    alpha = "no tracer" if metrics["alpha"] is None else f"alpha {metrics['alpha']}"
+    base = "" if metrics["base_clean_acc"] is None else \
+        f"C clean acc {pct(metrics['base_clean_acc'])}%, "
     head = (f"**{metrics['dataset']} / {metrics['model']} / {metrics['method']}**: "
-            f"{metrics['num_copies']} copies, alpha {metrics['alpha']}, "
-            f"C clean acc {pct(metrics['base_clean_acc'])}%, copies {accs}%; "
+            f"{metrics['num_copies']} copies, {alpha}, {base}copies {accs}%; "
             f"trace % with scorer {metrics['scorer']}")
     scorers = sorted({s for a in metrics["attacks"].values() for s in a["trace_acc_by_scorer"]})
     header = ["attack", "evidence", "success %", "transfer %", "trace %", "trace transf. %",

@@ -1,0 +1,82 @@
+"""Baseline 1, naive copies: the classifier retrained from different seeds, no tracer.
+
+A minimal-perturbation attack stops just past its own copy's decision boundary, so the verdict is
+the copy the example fools by the smallest margin (``crossing_margin``). Copies trained from other
+seeds have other boundaries; how far apart they are is all this baseline has to go on.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tracer.data import batches
+from tracer.tracing import Scored
+
+
+class IndependentCopies(nn.Module):
+    """m classifiers; copy i outputs softmax(C_i(x)). Shape: outputs(x) [n, m, K]."""
+
+    scorers = ("crossing_margin",)
+
+    def __init__(self, members: list[nn.Module], num_classes: int):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self._num_classes = int(num_classes)
+
+    @property
+    def num_copies(self) -> int:
+        return len(self.members)
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    def member_output(self, index: int, x: Tensor) -> Tensor:
+        return torch.softmax(self.members[index](x), dim=-1)
+
+    def outputs(self, x: Tensor) -> Tensor:
+        return torch.stack([self.member_output(i, x) for i in range(self.num_copies)], dim=1)
+
+    def copy(self, index: int) -> nn.Module:
+        if not 0 <= index < self.num_copies:
+            raise IndexError(f"copy {index} out of range 0..{self.num_copies - 1}")
+        return _Member(self, index)
+
+    @torch.no_grad()
+    def trace(self, x_adv: Tensor, x_clean: Tensor, y_clean: Tensor, batch_size: int = 512,
+              device: torch.device | str = "cpu") -> Scored:
+        """Every candidate's label and score on the evidence (x_clean unused: the verdict needs
+        only what the example shows, y_clean)."""
+        out = _batched(self.outputs, x_adv, batch_size, device)
+        s = crossing_margin(out, y_clean)
+        return Scored(out.argmax(-1), {"crossing_margin": s}, s)
+
+
+class _Member(nn.Module):
+    """One buyer's copy of a baseline, an ordinary module an attacker can be handed."""
+
+    def __init__(self, copies: IndependentCopies, index: int):
+        super().__init__()
+        self.copies, self.index = copies, index
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.copies.member_output(self.index, x)
+
+
+def _batched(fn, x: Tensor, batch_size: int, device) -> Tensor:
+    return torch.cat([fn(x[idx].to(device)).cpu() for idx in batches(len(x), batch_size)])
+
+
+def crossing_margin(outputs: Tensor, y_clean: Tensor) -> Tensor:
+    """Higher for the copy the example fools by the smallest margin.
+
+    A fooled copy scores -(p[its label] - p[y_clean]) in [-1, 0]; a copy still right scores
+    -1 - (p[y_clean] - p[runner-up]) < -1, below every fooled copy.
+    Shape: outputs [n, m, K] (probabilities); y_clean [n] -> [n, m].
+    """
+    y = y_clean.view(-1, 1, 1).expand(*outputs.shape[:2], 1)
+    p_clean = outputs.gather(-1, y).squeeze(-1)
+    top2 = outputs.topk(2, dim=-1).values
+    fooled = outputs.argmax(-1) != y.squeeze(-1)
+    return torch.where(fooled, -(top2[..., 0] - p_clean), -1.0 - (p_clean - top2[..., 1]))
+
