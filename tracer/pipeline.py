@@ -64,7 +64,8 @@ def execute(spec: PipelineSpec, out: Path) -> None:
         stages.trace(family, evidence, out, scorer=spec.scorer,
                      clean_images=data.x_test if data is not None else None, device=dev)
     if stage in ("all", "trace", "report"):
-        stages.report(out, method=spec.method)
+        stages.report(out, method=spec.method,
+                      clean_images=data.x_test if data is not None else None)
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")

@@ -5,10 +5,10 @@
     <run>/config.yaml                 resolved config (written by the pipeline)
     <run>/run.json                    versions, seed, per-stage status and wall time
     <run>/separate/manifest.json      the seller's record: specs, alpha, permutations, sha256s
-    <run>/separate/{base,tracer_base}.pt, history.csv
+    <run>/separate/{base,tracer_base}.pt or copy_<i>.pt (+ masks.npy), history_<net>.csv
     <run>/attack/<name>/evidence.npz, attack.json, parts/ (resume state)
-    <run>/trace/<name>/scores.npy, verdicts.csv, trace.json
-    <run>/metrics.json, results.md
+    <run>/trace/<name>/scores.npy, statistic.npy, verdicts.csv, trace.json
+    <run>/metrics.json, results.md, plots/*.png
 
 Only this module knows these paths. Everything read from a run is checked: sha256 against the
 manifest, weights-only checkpoints, pickle-free arrays.
@@ -69,6 +69,10 @@ class Run:
     @property
     def results_path(self) -> Path:
         return self.path / "results.md"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
 
     @property
     def run_json(self) -> Path:
@@ -168,11 +172,12 @@ class Run:
                              num_classes=m["input"]["num_classes"],
                              expected_sha256=meta.get("evidence_sha256"))
 
-    def save_scores(self, name: str, scores: torch.Tensor) -> None:
-        save_npy(self.trace_dir(name) / "scores.npy", scores.numpy().astype(np.float32))
+    def save_trace_array(self, name: str, what: str, values: torch.Tensor) -> None:
+        """``trace/<name>/<what>.npy``: ``scores`` (the verdict's scorer) or ``statistic``."""
+        save_npy(self.trace_dir(name) / f"{what}.npy", values.numpy().astype(np.float32))
 
-    def load_scores(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(load_npy(self.trace_dir(name) / "scores.npy"))
+    def load_trace_array(self, name: str, what: str) -> torch.Tensor:
+        return torch.from_numpy(load_npy(self.trace_dir(name) / f"{what}.npy"))
 
 
 def load_run(path: str | Path) -> Run:

@@ -18,6 +18,7 @@ import torch
 
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
 from tracer.data import ImageData
+from tracer.evaluation import plots
 from tracer.evaluation.metrics import RunMetrics, perturbation_norms, trace_metrics
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
@@ -306,7 +307,8 @@ def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
         metrics = asdict(trace_metrics(traced, ev, info["num_tried"], use,
                                        norms=info.get("perturbation")))
         scores = traced.scores[use]
-        run.save_scores(name, scores)
+        run.save_trace_array(name, "scores", scores)
+        run.save_trace_array(name, "statistic", traced.statistic)
         _write_verdicts(run.trace_dir(name) / "verdicts.csv", scores, traced.labels, ev)
         write_json(run.trace_dir(name) / "trace.json", metrics)
         run.mark("trace", "done", key=name)
@@ -351,8 +353,37 @@ def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: 
     atomic_write_text(path, buf.getvalue())
 
 
-def report(out: str | Path, *, method: str = "tracer", quiet: bool = False) -> dict:
-    """Collect the run's files into ``metrics.json`` and ``results.md``; returns the metrics."""
+def draw_attack_plots(run: Run, name: str, clean_images: torch.Tensor | None = None) -> list[Path]:
+    """The per-attack pictures of a traced run, in ``plots/``."""
+    ev = run.load_evidence(name)
+    label = "DOL" if run.manifest.get("method", "tracer") == "tracer" else "baseline score"
+    scores = run.load_trace_array(name, "scores")
+    paths = [
+        plots.statistic_histogram(run.load_trace_array(name, "statistic"), ev.source,
+                                  run.plots_dir / f"{name}_statistic.png", label=label,
+                                  title=f"{name}: source vs innocent copies"),
+        plots.confusion_matrix(ev.source, named(scores), scores.shape[1],
+                               run.plots_dir / f"{name}_confusion.png", title=name)]
+    if clean_images is not None and len(ev):
+        paths.append(plots.adversarial_examples(clean_images[ev.clean_index], ev.x,
+                                                run.plots_dir / f"{name}_examples.png",
+                                                title=name))
+    return paths
+
+
+def _theta(run: Run) -> float | None:
+    """The angle L_trap trained the VAE tracer to (None for the residual tracer and baselines)."""
+    spec = run.info()["stages"].get("separate", {}).get("spec", {})
+    if spec.get("method", "tracer") != "tracer" or spec.get("tracer", {}).get("kind") != "vae":
+        return None
+    return spec.get("tracer_training", {}).get("theta_deg")
+
+
+def report(out: str | Path, *, method: str = "tracer", quiet: bool = False,
+           clean_images: torch.Tensor | None = None) -> dict:
+    """Collect the run's files into ``metrics.json``, ``results.md`` and ``plots/`` (per attack:
+    source vs innocent statistic, confusion of verdict and source, and with ``clean_images``,
+    examples with their perturbation magnified); returns the metrics."""
     run = Run(out)
     m = run.manifest
     attacks = {}
@@ -365,11 +396,13 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False) -> d
         num_copies=len(m["accuracy"]["copy_clean_acc"]), alpha=m.get("alpha"), seed=m["seed"],
         base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
-        scorer=next((a["scorer"] for a in attacks.values()), None),
+        scorer=next((a["scorer"] for a in attacks.values()), None), theta_deg=_theta(run),
         versions=run.info().get("versions", versions())).to_json()
     write_json(run.metrics_path, metrics)
     table = results_markdown(metrics)
     atomic_write_text(run.results_path, table)
+    for name in attacks:
+        draw_attack_plots(run, name, clean_images)
     run.mark("report", "done")
     if not quiet:
         print(table)

@@ -57,6 +57,7 @@ class RunMetrics:
     base_clean_acc: float | None   # None for naive copies: there is no one C
     copy_clean_acc: list[float]
     scorer: str | None = None
+    theta_deg: float | None = None   # the VAE tracer's L_trap angle; None for other methods
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
-"""The paper's published tracing accuracies (paper.md, Table 2: 5 copies), to print beside ours.
+"""The paper's published figures (paper.md), to print beside ours; values in percent.
 
-Keyed by (dataset, model, attack, alpha) in this framework's names; values in percent.
+Table 1 (clean accuracy at alpha 0 and 0.15), Table 2 (tracing accuracy, 5 copies, keyed by
+(dataset, model, attack, alpha) in this framework's names), Table 4 (theta ablation: CIFAR10,
+ResNet18, QEBA, alpha 0.15).
 """
 from __future__ import annotations
 
@@ -26,9 +28,29 @@ PAPER_TRACE_ACC: dict[tuple[str, str, str, float], float] = {
     for alpha, value in zip(_ALPHAS, values)}
 
 
-def paper_trace_acc(dataset: str, model: str, attack: str, alpha: float,
-                    num_copies: int) -> float | None:
-    """The paper's figure for this cell (percent), or None where it has none."""
-    if num_copies != 5:
+_TABLE1 = {  # (dataset, model): clean accuracy at alpha 0 (C alone) and alpha 0.15
+    ("cifar10", "resnet18"): (94.30, 94.07), ("cifar10", "vgg16"): (93.68, 93.63),
+    ("gtsrb", "resnet18"): (96.19, 95.72), ("gtsrb", "vgg16"): (97.59, 96.84),
+    ("mini_imagenet", "resnet50"): (81.81, 81.52), ("mini_imagenet", "vgg19"): (75.81, 75.73),
+}
+_THETA = {15: 31.8, 30: 80.0, 45: 94.5, 60: 95.1, 75: 98.0, 90: 95.0}
+
+
+def paper_trace_acc(dataset: str, model: str, attack: str, alpha: float | None,
+                    num_copies: int, theta_deg: float | None = None) -> float | None:
+    """The paper's tracing accuracy for this cell (percent), or None where it has none."""
+    if num_copies != 5 or alpha is None:
         return None
+    if theta_deg is not None and round(theta_deg) != 75:
+        key = (dataset, model, attack, round(alpha, 2))
+        return _THETA.get(round(theta_deg)) if key == ("cifar10", "resnet18", "qeba", 0.15) \
+            else None
     return PAPER_TRACE_ACC.get((dataset, model, attack, round(alpha, 2)))
+
+
+def paper_clean_acc(dataset: str, model: str, alpha: float | None) -> float | None:
+    """The paper's clean accuracy of a copy at ``alpha`` (0: C alone), or None."""
+    figures = _TABLE1.get((dataset, model))
+    if figures is None or alpha is None:
+        return None
+    return {0.0: figures[0], 0.15: figures[1]}.get(round(alpha, 2))
