@@ -26,10 +26,12 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 ALLOWED_TARGETS = ("tracer.", "torch.optim.", "advertorch.attacks.", "art.attacks.")
 
 
-def compose(*overrides: str, config_name: str = "config") -> DictConfig:
-    """The pipeline's config with ``overrides`` (CLI syntax), without running anything."""
+def compose(*overrides: str, config_name: str = "config", with_hydra: bool = False) -> DictConfig:
+    """The pipeline's config with ``overrides`` (CLI syntax), without running anything;
+    ``with_hydra`` keeps Hydra's own node (launcher, sweeper) in it."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return _hydra_compose(config_name=config_name, overrides=list(overrides))
+        return _hydra_compose(config_name=config_name, overrides=list(overrides),
+                              return_hydra_config=with_hydra)
 
 
 def check_targets(node: Any, where: str = "config") -> None:

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from tracer.config import CONFIG_DIR, build, check_targets, compose, resolve_device, to_spec
 
-GROUPS = ("dataset", "model", "separation", "attack", "experiment")
+GROUPS = ("dataset", "model", "separation", "attack", "experiment", "profile", "cell")
 
 
 def _options(group):
@@ -16,7 +16,8 @@ def _options(group):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_option_composes_into_specs(group, option):
-    overrides = ["debug=tiny", f"{group}={option}"]
+    # cell is not in the defaults list: it is added (+cell=...) by a comparison sweep
+    overrides = ["debug=tiny", f"{'+' if group == 'cell' else ''}{group}={option}"]
     cfg = compose(*overrides)
     spec = to_spec(cfg)
     assert spec.separation.num_copies >= 2
@@ -29,6 +30,15 @@ def test_default_config_is_the_issue_default():
     assert spec.data.name == "fashion_mnist" and spec.separation.num_copies == 5
     assert spec.separation.alpha == 0.15 and spec.evidence.num >= 200
     assert {a.name for a in spec.attacks} >= {"hsja", "boundary", "pgd"}
+
+
+def test_the_full_profile_sweeps_the_papers_data_and_models():
+    cfg = compose("experiment=table2_cpu", "profile=full", with_hydra=True)
+    params = cfg.hydra.sweeper.params
+    assert params["+cell"] and params.dataset == "cifar10,gtsrb" and params.model == "resnet18,vgg16"
+    assert cfg.evidence.num == 1000 and cfg.device == "auto"
+    cfg = compose("experiment=table2_cpu", "profile=full_imagenet", with_hydra=True)
+    assert cfg.hydra.sweeper.params.model == "resnet50,vgg19" and cfg.evidence.num == 1000
 
 
 def test_disallowed_target_is_refused():
