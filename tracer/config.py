@@ -69,6 +69,7 @@ class DataSpec:
 class EvidenceSpec:
     num: int = 200                     # successful examples per attack, over all sources
     sources: list[int] | None = None   # None: every copy is a source in turn
+    colluders: int = 1                 # buyers per group attacking together
     max_tries_factor: float = 3.0
 
 
@@ -136,6 +137,7 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         separation=sep, attacks=attack_specs(cfg.attack),
         evidence=EvidenceSpec(num=cfg.evidence.num,
                               sources=None if sources in (None, "all") else list(sources),
+                              colluders=cfg.evidence.get("colluders", 1),
                               max_tries_factor=cfg.evidence.max_tries_factor),
         seed=cfg.seed, device=resolve_device(cfg.device), stage=cfg.stage,
         progress=cfg.progress, method=cfg.separation.name, scorer=cfg.trace.scorer)

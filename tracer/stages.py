@@ -243,15 +243,19 @@ def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
-           num_evidence: int, sources: list[int] | None = None, max_tries_factor: float = 3.0,
-           seed: int = 0, device: torch.device | str = "cpu",
+           num_evidence: int, sources: list[int] | None = None, colluders: int = 1,
+           max_tries_factor: float = 3.0, seed: int = 0, device: torch.device | str = "cpu",
            progress: bool = True) -> dict[str, Evidence]:
     """Run every attack from every source copy until ``num_evidence`` successful examples exist
-    per attack (shared out evenly over the sources); writes ``attack/<name>/``."""
+    per attack (shared out evenly over the sources); writes ``attack/<name>/``.
+
+    ``colluders`` > 1: consecutive sources form groups of that size, and each group attacks
+    together (an example must fool all of its copies; the evidence names the group's first)."""
     run = Run(out)
     sources = list(range(family.num_copies)) if sources is None else list(sources)
+    groups = collusion_groups(sources, colluders)
     correct = predict_labels(family.outputs, data.x_test, device=device) == data.y_test[:, None]
-    per_source = -(-num_evidence // len(sources))
+    per_group = -(-num_evidence // len(groups))
     manifest_sha = sha256_file(run.manifest_path)
     results = {}
     for spec in specs:
@@ -260,12 +264,13 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
             continue
         start = time.time()
         parts, tried = [], 0
-        for rank, source in enumerate(sources):
-            pool = shared_pool(correct, len(sources), rank, seed)[:int(per_source * max_tries_factor)]
-            ev, n_tried = attack_copy(family, source, spec, data.x_test, data.y_test, pool,
-                                      per_source, device=device, progress=progress,
-                                      part=run.attack_dir(spec.name) / "parts" / f"source_{source}.npz",
-                                      seed=seed * 1000 + source)
+        for rank, group in enumerate(groups):
+            pool = shared_pool(correct, len(groups), rank, seed)[:int(per_group * max_tries_factor)]
+            tag = "-".join(map(str, group))
+            ev, n_tried = attack_copy(family, group[0] if colluders == 1 else group, spec,
+                                      data.x_test, data.y_test, pool, per_group, device=device,
+                                      progress=progress, seed=seed * 1000 + group[0],
+                                      part=run.attack_dir(spec.name) / "parts" / f"source_{tag}.npz")
             parts.append(ev)
             tried += n_tried
         evidence = Evidence.concat(parts)
@@ -279,11 +284,19 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
             "success_rate": len(evidence) / tried if tried else None,
             "mean_queries": float(evidence.queries.float().mean()) if len(evidence) else None,
             "perturbation": perturbation_norms(evidence.x, data.x_test[evidence.clean_index]),
-            "sources": sources, "evidence_sha256": sha256_file(path),
+            "sources": sources, "groups": groups, "evidence_sha256": sha256_file(path),
             "manifest_sha256": manifest_sha, "seconds": seconds})
         run.mark("attack", "done", key=spec.name, seconds=seconds)
         results[spec.name] = evidence
     return results
+
+
+def collusion_groups(sources: list[int], colluders: int) -> list[list[int]]:
+    """Consecutive groups of ``colluders`` sources (one buyer each when 1)."""
+    if colluders < 1 or len(sources) % colluders:
+        raise ValueError(f"colluders={colluders} must divide the {len(sources)} sources "
+                         f"{sources} into whole groups")
+    return [sources[i:i + colluders] for i in range(0, len(sources), colluders)]
 
 
 def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
@@ -305,7 +318,8 @@ def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
         use = default_scorer(copies) if scorer == "auto" else scorer
         info = read_json(run.attack_dir(name) / "attack.json")
         metrics = asdict(trace_metrics(traced, ev, info["num_tried"], use,
-                                       norms=info.get("perturbation")))
+                                       norms=info.get("perturbation"),
+                                       groups=info.get("groups")))
         scores = traced.scores[use]
         run.save_trace_array(name, "scores", scores)
         run.save_trace_array(name, "statistic", traced.statistic)

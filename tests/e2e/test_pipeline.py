@@ -46,8 +46,10 @@ def test_every_file_of_the_run_directory(tiny_run):
         assert (p / rel).is_file(), rel
     for name in ("hsja", "pgd"):
         for rel in (f"attack/{name}/evidence.npz", f"attack/{name}/attack.json",
-                    f"trace/{name}/scores.npy", f"trace/{name}/verdicts.csv",
-                    f"trace/{name}/trace.json"):
+                    f"trace/{name}/scores.npy", f"trace/{name}/statistic.npy",
+                    f"trace/{name}/verdicts.csv", f"trace/{name}/trace.json",
+                    f"plots/{name}_statistic.png", f"plots/{name}_confusion.png",
+                    f"plots/{name}_examples.png"):
             assert (p / rel).is_file(), rel
     info = json.loads((p / "run.json").read_text())
     assert all(s["status"] == "done" for s in info["stages"].values())

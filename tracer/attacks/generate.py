@@ -12,7 +12,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tracer.attacks.oracle import THREATS, make_view
@@ -53,24 +53,40 @@ def shared_pool(correct: Tensor, num_sources: int, source_rank: int, seed: int =
     return order[source_rank::num_sources]
 
 
-def attack_copy(family: CopyFamily, source: int, spec: AttackSpec, x: Tensor, y: Tensor,
-                pool: Tensor, n_wanted: int, *, device: torch.device | str = "cpu",
+class Colluders(nn.Module):
+    """What colluding buyers attack together: the mean of their copies' outputs. An example
+    counts only if it fools every one of them (:func:`attack_copy`)."""
+
+    def __init__(self, copies: list[nn.Module]):
+        super().__init__()
+        self.copies = nn.ModuleList(copies)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([c(x) for c in self.copies]).mean(dim=0)
+
+
+def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x: Tensor,
+                y: Tensor, pool: Tensor, n_wanted: int, *, device: torch.device | str = "cpu",
                 part: Path | None = None, progress: bool = True,
                 seed: int = 0) -> tuple[Evidence, int]:
     """Attack copy ``source`` on images ``x[pool]`` until ``n_wanted`` succeed or the pool ends.
+    A list of sources is a collusion: they attack the mean of their copies, and an example
+    succeeds when it fools each of them; the evidence names the first as its source.
 
     Returns the successful evidence and how many images were tried. ``part`` is the resume file.
     Every chunk's randomness (torch's and numpy's, which ART draws from) is seeded from ``seed``
     and the chunk's position, so a resumed run gives the same evidence as an uninterrupted one.
     """
-    copy = family.copy(source).eval()
+    group = [source] if isinstance(source, int) else list(source)
+    members = [family.copy(i).eval() for i in group]
+    copy = members[0] if len(members) == 1 else Colluders(members).eval()
     view = make_view(copy, spec.threat, family.num_classes, device, spec.budget)
     attack = spec.factory(view)
     kept, tried = _resume(part)
     meta = {"attack": repr(attack), "name": spec.name, "threat": spec.threat,
             "budget": spec.budget}
     bar = tqdm(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
-               desc=f"{spec.name} on copy {source}", leave=False)
+               desc=f"{spec.name} on copies {group}", leave=False)
     while (need := n_wanted - sum(len(e) for e in kept)) > 0 and tried < len(pool):
         # Never attack more images than still needed: every success is kept and counted.
         idx = pool[tried:tried + min(spec.batch_size, need)]
@@ -79,10 +95,12 @@ def attack_copy(family: CopyFamily, source: int, spec: AttackSpec, x: Tensor, y:
         np.random.seed(chunk_seed)
         xb, yb = x[idx].to(device), y[idx].to(device)
         x_adv = attack.perturb(xb, yb).detach()
-        y_adv = predict_labels(copy, x_adv, device=device)  # the investigator's check, not a query
-        ok = y_adv != yb.cpu()
+        # the investigator's check, not a query: every colluder must be fooled
+        labels = [predict_labels(m, x_adv, device=device) for m in members]
+        ok = torch.stack([lab != yb.cpu() for lab in labels]).all(dim=0)
+        y_adv = labels[0]
         ev = Evidence(x_adv.cpu()[ok], yb.cpu()[ok], y_adv[ok],
-                      torch.full((int(ok.sum()),), source, dtype=torch.long),
+                      torch.full((int(ok.sum()),), group[0], dtype=torch.long),
                       attack.last_queries.cpu()[ok], idx[ok], attack=meta["attack"], params=meta)
         kept.append(ev)
         tried += len(idx)

@@ -15,9 +15,10 @@ from pathlib import Path
 from tracer.evaluation.paper_figures import paper_clean_acc, paper_trace_acc
 from tracer.evaluation.tables import markdown_table
 
-GROUP = ("dataset", "model", "method", "num_copies", "alpha", "theta_deg", "attack")
+GROUP = ("dataset", "model", "method", "num_copies", "alpha", "theta_deg", "colluders", "attack")
 VALUES = ("base_clean_acc", "min_copy_clean_acc", "success_rate", "transfer_rate", "trace_acc",
-          "trace_acc_transferable", "trace_acc_nontransferable", "ks_d")
+          "trace_acc_transferable", "trace_acc_nontransferable", "ks_d", "trace_any_colluder",
+          "trace_all_colluders")
 
 
 def find_metrics(paths: list[str | Path]) -> list[Path]:
@@ -39,7 +40,7 @@ def metric_rows(path: Path) -> list[dict]:
                                   "base_clean_acc")}
         base["theta_deg"] = m.get("theta_deg")
         base["min_copy_clean_acc"] = min(m["copy_clean_acc"])
-        return [{**base, "attack": name, "run": str(path.parent),
+        return [{**base, "attack": name, "run": str(path.parent), "colluders": a.get("colluders", 1),
                  **{k: a.get(k) for k in VALUES if k in a},
                  "by_num_copies": a.get("trace_acc_by_num_copies", {}),
                  "mc_by_num_copies": a.get("trace_acc_mc_by_num_copies", {})}
@@ -70,12 +71,12 @@ def summarise(rows: list[dict]) -> list[dict]:
         row["paper_clean_acc"] = paper_clean_acc(row["dataset"], row["model"], row["alpha"])
         row["paper_trace_acc"] = paper_trace_acc(row["dataset"], row["model"], row["attack"],
                                                  row["alpha"], row["num_copies"],
-                                                 row["theta_deg"])
+                                                 row["theta_deg"], row["colluders"])
         out.append(row)
     return out
 
 
-_CELL = ("dataset", "model", "num_copies", "attack")
+_CELL = ("dataset", "model", "num_copies", "colluders", "attack")
 
 
 def pivot(summary: list[dict], column: str = "method", value: str = "trace_acc") -> list[dict]:

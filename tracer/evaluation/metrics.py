@@ -40,6 +40,9 @@ class AttackMetrics:
     ks_d: float | None = None            # Kolmogorov-Smirnov D, source vs innocent DOLs
     dol_source_mean: float | None = None   # (a baseline's own score in place of DOL)
     dol_innocent_mean: float | None = None
+    colluders: int = 1                     # buyers who attacked together (one evidence source)
+    trace_any_colluder: float | None = None   # the verdict names one of them
+    trace_all_colluders: float | None = None  # the top-|group| scores are exactly the group
     l2_median: float | None = None         # size of the perturbation x_adv - x, per example
     l2_mean: float | None = None
     linf_median: float | None = None
@@ -91,12 +94,32 @@ def perturbation_norms(x_adv: Tensor, x: Tensor) -> dict[str, float | None]:
             "linf_median": float(linf.median()), "linf_mean": float(linf.mean())}
 
 
+def collusion_rates(scores: Tensor, source: Tensor,
+                    groups: list[list[int]]) -> tuple[float | None, float | None]:
+    """For evidence made by groups of colluders (``source``: each example's group's first copy):
+    how often the verdict names a colluder, and how often the top-|group| candidates are exactly
+    the colluders. Shape: scores [n, m]; source [n]."""
+    first = {g[0]: g for g in groups}
+    if not set(source.tolist()) <= set(first):
+        raise ValueError("evidence names a source that starts none of the collusion groups")
+    k = len(groups[0])
+    members = torch.zeros_like(scores, dtype=torch.bool)
+    for i, s in enumerate(source.tolist()):
+        members[i, first[s]] = True
+    top = scores.topk(k, dim=1).indices
+    verdicts = named(scores)
+    any_named = members[torch.arange(len(source)), verdicts.clamp_min(0)] & (verdicts >= 0)
+    all_named = members.gather(1, top).all(dim=1)
+    return rate(any_named), rate(all_named)
+
+
 def trace_metrics(traced: Scored, evidence: Evidence, num_tried: int,
-                  scorer: str = "dol", norms: dict | None = None) -> AttackMetrics:
+                  scorer: str = "dol", norms: dict | None = None,
+                  groups: list[list[int]] | None = None) -> AttackMetrics:
     """Tracing accuracy with ``scorer`` (all / transferable / non-transferable) and with every
     scorer in ``traced``, the transfer rate, and the source vs innocent statistics (DOL for the
     tracer); ``norms`` are the perturbation sizes (:func:`perturbation_norms`), known to the
-    attack stage only."""
+    attack stage only; ``groups`` the collusion groups the evidence came from."""
     from scipy.stats import ks_2samp
     if scorer not in traced.scores:
         raise ValueError(f"unknown scorer {scorer!r} for these copies; known: {sorted(traced.scores)}")
@@ -116,7 +139,11 @@ def trace_metrics(traced: Scored, evidence: Evidence, num_tried: int,
     by_scorer = {name: rate(named(s) == evidence.source) for name, s in traced.scores.items()}
     k_by_scorer = {name: {str(k): aggregate_accuracy(s, evidence.source, k) for k in AGGREGATE_K}
                    for name, s in traced.scores.items()}
+    colluders = len(groups[0]) if groups else 1
+    any_c, all_c = collusion_rates(scores, evidence.source, groups) \
+        if colluders > 1 and n else (None, None)
     return AttackMetrics(
+        colluders=colluders, trace_any_colluder=any_c, trace_all_colluders=all_c,
         success_rate=n / num_tried if num_tried else None, transfer_rate=rate(trans),
         trace_acc=rate(correct), trace_acc_transferable=rate(correct[trans]),
         trace_acc_nontransferable=rate(correct[~trans]), num_evidence=n, num_tried=num_tried,

@@ -2,7 +2,9 @@
 
 Table 1 (clean accuracy at alpha 0 and 0.15), Table 2 (tracing accuracy, 5 copies, keyed by
 (dataset, model, attack, alpha) in this framework's names), Table 4 (theta ablation: CIFAR10,
-ResNet18, QEBA, alpha 0.15).
+ResNet18, QEBA, alpha 0.15) and Table 6 (collusion, Boundary, 6 copies; paper.md does not name
+the data set or model, so it is shown beside every such cell: compare it with
+``trace_any_colluder``, the verdict naming one of the colluders).
 """
 from __future__ import annotations
 
@@ -34,12 +36,18 @@ _TABLE1 = {  # (dataset, model): clean accuracy at alpha 0 (C alone) and alpha 0
     ("mini_imagenet", "resnet50"): (81.81, 81.52), ("mini_imagenet", "vgg19"): (75.81, 75.73),
 }
 _THETA = {15: 31.8, 30: 80.0, 45: 94.5, 60: 95.1, 75: 98.0, 90: 95.0}
+_COLLUSION = {1: 98.0, 2: 50.0}  # colluders -> tracing accuracy (Boundary, 6 copies, one C)
 
 
 def paper_trace_acc(dataset: str, model: str, attack: str, alpha: float | None,
-                    num_copies: int, theta_deg: float | None = None) -> float | None:
+                    num_copies: int, theta_deg: float | None = None,
+                    colluders: int = 1) -> float | None:
     """The paper's tracing accuracy for this cell (percent), or None where it has none."""
-    if num_copies != 5 or alpha is None:
+    if alpha is None:
+        return None
+    if num_copies == 6 and attack == "boundary":
+        return _COLLUSION.get(colluders)
+    if num_copies != 5 or colluders != 1:
         return None
     if theta_deg is not None and round(theta_deg) != 75:
         key = (dataset, model, attack, round(alpha, 2))
