@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from tracer.attacks.generate import AttackSpec
+from tracer.innocent import InnocentSpec
 from tracer.models.factory import ModelSpec, TracerSpec
 from tracer.separation.train import ClassifierTraining, TracerTraining
 from tracer.stages import SeparationSpec
@@ -79,6 +80,7 @@ class PipelineSpec:
     separation: SeparationSpec
     attacks: list[AttackSpec]
     evidence: EvidenceSpec
+    innocent: InnocentSpec
     seed: int = 0
     device: str = "cpu"
     stage: str = "all"
@@ -134,13 +136,30 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         ClassifierTraining(epochs=1), train_cache=s.get("train_cache"))
     return PipelineSpec(
         data=_data_spec(cfg),
-        separation=sep, attacks=attack_specs(cfg.attack),
+        separation=sep, attacks=(attacks := attack_specs(cfg.attack)),
+        innocent=_innocent_spec(cfg.get("innocent"), attacks),
         evidence=EvidenceSpec(num=cfg.evidence.num,
                               sources=None if sources in (None, "all") else list(sources),
                               colluders=cfg.evidence.get("colluders", 1),
                               max_tries_factor=cfg.evidence.max_tries_factor),
         seed=cfg.seed, device=resolve_device(cfg.device), stage=cfg.stage,
         progress=cfg.progress, method=cfg.separation.name, scorer=cfg.trace.scorer)
+
+
+def _innocent_spec(node: DictConfig | None, attacks: list[AttackSpec]) -> InnocentSpec:
+    """The innocent sets; ``attack`` names one of the configured attacks."""
+    if node is None:
+        return InnocentSpec(sets=[])
+    spec = _take(InnocentSpec, node)
+    name = node.get("attack")
+    if "independent" in spec.sets:
+        spec.attack = next((a for a in attacks if a.name == name), None)
+        if spec.attack is None:
+            raise ValueError(f"innocent.attack={name!r} is not among the configured attacks "
+                             f"{[a.name for a in attacks]}; the independent set needs one")
+    else:
+        spec.attack = None
+    return spec
 
 
 def _data_spec(cfg: DictConfig) -> DataSpec:

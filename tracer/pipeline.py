@@ -18,7 +18,7 @@ from tracer.data import load_dataset
 from tracer.io import atomic_write_text
 from tracer.runs import Run
 
-STAGES = ("all", "separate", "attack", "trace", "report")
+STAGES = ("all", "separate", "attack", "trace", "calibrate", "report")
 log = logging.getLogger("tracer")
 
 
@@ -38,7 +38,7 @@ def run(cfg: DictConfig, out: str | Path) -> Run:
 def execute(spec: PipelineSpec, out: Path) -> None:
     stage, dev, progress = spec.stage, spec.device, spec.progress
     # Baselines trace against the clean images, so their trace stage needs the data too.
-    needs_data = stage in ("all", "separate", "attack") or (
+    needs_data = stage in ("all", "separate", "attack", "calibrate") or (
         stage == "trace" and spec.separation.method != "tracer")
     data = load_dataset(spec.data.name, spec.data.root, n_train=spec.data.n_train,
                         n_test=spec.data.n_test, seed=spec.seed, image_size=spec.data.image_size,
@@ -64,7 +64,11 @@ def execute(spec: PipelineSpec, out: Path) -> None:
     if stage in ("all", "trace"):
         stages.trace(family, evidence, out, scorer=spec.scorer,
                      clean_images=data.x_test if data is not None else None, device=dev)
-    if stage in ("all", "trace", "report"):
+    if stage in ("all", "calibrate") and spec.innocent.sets:
+        log.info("calibrate: innocent sets %s", ", ".join(spec.innocent.sets))
+        stages.calibrate(family, data, out, spec=spec.innocent, separation=spec.separation,
+                         scorer=spec.scorer, seed=spec.seed, device=dev, progress=progress)
+    if stage in ("all", "trace", "calibrate", "report"):
         stages.report(out, method=spec.method,
                       clean_images=data.x_test if data is not None else None)
 

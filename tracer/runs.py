@@ -71,6 +71,17 @@ class Run:
         return self.path / "results.md"
 
     @property
+    def innocent_dir(self) -> Path:
+        return self.path / "innocent"
+
+    def innocent_path(self, name: str) -> Path:
+        return self.innocent_dir / name / "evidence.npz"
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.innocent_dir / "calibration.json"
+
+    @property
     def plots_dir(self) -> Path:
         return self.path / "plots"
 
@@ -171,6 +182,12 @@ class Run:
         return Evidence.load(self.evidence_path(name), shape=tuple(m["input"]["shape"]),
                              num_classes=m["input"]["num_classes"],
                              expected_sha256=meta.get("evidence_sha256"))
+
+    def load_innocent(self, name: str) -> Evidence:
+        """Innocent set ``name`` (source -1), checked like evidence."""
+        m = self.manifest
+        return Evidence.load(self.innocent_path(name), shape=tuple(m["input"]["shape"]),
+                             num_classes=m["input"]["num_classes"])
 
     def save_trace_array(self, name: str, what: str, values: torch.Tensor) -> None:
         """``trace/<name>/<what>.npy``: ``scores`` (the verdict's scorer) or ``statistic``."""

@@ -22,8 +22,11 @@ from tracer.evaluation import plots
 from tracer.evaluation.metrics import RunMetrics, perturbation_norms, trace_metrics
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
+from tracer.innocent import INNOCENT_SETS, InnocentSpec, gaussian_noise, innocent_evidence, jpeg
 from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
                        load_weights, read_json, save_npy, sha256_file, write_json)
+from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
+                               operating_curve, wrong_accusation_rate)
 from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
@@ -108,6 +111,8 @@ class _Trainer:
     progress: bool
     files: list[str] = field(default_factory=list)
     base: torch.nn.Module | None = None
+    where: Path | None = None   # where the networks go; None: the run's separate/
+
 
     def classifier(self, name: str, seed: int) -> torch.nn.Module:
         """A classifier C as ``spec`` trains it, initialised and shuffled with ``seed``."""
@@ -123,7 +128,7 @@ class _Trainer:
     def trained(self, name: str, module: torch.nn.Module, key: dict, train) -> torch.nn.Module:
         """``module`` loaded from ``separate/<name>`` if an earlier (interrupted) run finished
         it, else from the train cache, else trained by ``train(module, checkpoint)``."""
-        sep = self.run.separate_dir
+        sep = self.where or self.run.separate_dir
         path, history = sep / name, sep / f"history_{Path(name).stem}.csv"
         cache = _cache_path(self.spec.train_cache, self.data, self.inp, key, name)
         if not path.is_file() and cache is not None and cache.is_file():
@@ -367,6 +372,98 @@ def _write_verdicts(path: Path, scores: torch.Tensor, labels: torch.Tensor, ev: 
     atomic_write_text(path, buf.getvalue())
 
 
+INDEPENDENT_SEED = 7919  # the independent classifier's seed offset: far from any copy's seed
+
+
+def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: InnocentSpec,
+              separation: SeparationSpec, scorer: str = "auto", seed: int = 0,
+              device: torch.device | str = "cpu", progress: bool = True) -> dict:
+    """Trace the innocent sets, choose the abstention threshold on their calibration halves,
+    and measure false accusations (held-out halves) and detection (every traced attack) at it;
+    writes ``innocent/`` and returns ``innocent/calibration.json``'s content."""
+    run = Run(out)
+    if run.stage_done("calibrate"):
+        return read_json(run.calibration_path)
+    use = default_scorer(copies) if scorer == "auto" else scorer
+    innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
+                                                            seed, device, progress),
+                                      data.x_test, device=device).scores[use]
+                for name in spec.sets}
+    split = {name: halves(len(s), seed) for name, s in innocent.items()}
+    threshold = choose_threshold({k: s[split[k][0]] for k, s in innocent.items()},
+                                 spec.max_false_accusation)
+    attacks = {}
+    for name in run.attacks():
+        if run.stage_done("trace", name):
+            attacks[name] = (run.load_trace_array(name, "scores"), run.load_evidence(name).source)
+    result = {
+        "scorer": use, "threshold": threshold, "max_false_accusation": spec.max_false_accusation,
+        "innocent": {k: {"num": len(s),
+                         "false_accusation_rate": false_accusation_rate(s[split[k][1]], threshold),
+                         "false_accusation_rate_calibration":
+                             false_accusation_rate(s[split[k][0]], threshold),
+                         "false_accusation_rate_no_abstain": false_accusation_rate(s, None)}
+                     for k, s in innocent.items()},
+        "attacks": {k: {"detection_rate": detection_rate(s, src, threshold),
+                        "wrong_accusation_rate": wrong_accusation_rate(s, src, threshold)}
+                    for k, (s, src) in attacks.items()},
+        "curve": operating_curve({k: s[split[k][1]] for k, s in innocent.items()}, attacks,
+                                 _curve_thresholds(innocent, attacks))}
+    write_json(run.calibration_path, result)
+    run.mark("calibrate", "done")
+    return result
+
+
+def _curve_thresholds(innocent: dict, attacks: dict, points: int = 25) -> list[float]:
+    tops = torch.cat([s.max(dim=1).values for s in innocent.values()]
+                     + [s.max(dim=1).values for s, _ in attacks.values()])
+    return torch.quantile(tops, torch.linspace(0, 1, points)).unique().tolist()
+
+
+def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
+                  separation: SeparationSpec, seed: int, device, progress: bool) -> Evidence:
+    """Innocent set ``name``, made once and kept in ``innocent/<name>/evidence.npz``."""
+    path = run.innocent_path(name)
+    if path.is_file():
+        return Evidence.load(path, shape=tuple(data.shape), num_classes=data.num_classes,
+                             allow_empty=True)
+    g = torch.Generator().manual_seed(seed + 17)
+    idx = torch.randperm(len(data.x_test), generator=g)[:spec.num]
+    x, y = data.x_test[idx], data.y_test[idx]
+    if name == "clean":
+        ev = innocent_evidence(x, y, idx, name)
+    elif name == "gaussian":
+        ev = innocent_evidence(gaussian_noise(x, spec.gaussian_std, seed), y, idx, name)
+    elif name == "jpeg":
+        ev = innocent_evidence(jpeg(x, spec.jpeg_quality), y, idx, name)
+    elif name == "independent":
+        ev = _independent_adversarials(run, data, spec, separation, seed, device, progress)
+    else:
+        raise ValueError(f"unknown innocent set {name!r}; known: {INNOCENT_SETS}")
+    ev.save(path)
+    return ev
+
+
+def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
+                              separation: SeparationSpec, seed: int, device,
+                              progress: bool) -> Evidence:
+    """Adversarial examples made on a classifier trained apart from every copy (another seed)."""
+    if spec.attack is None:
+        raise ValueError("the independent innocent set needs an attack (innocent.attack)")
+    mean, std = data.channel_stats()
+    inp = InputSpec(list(data.shape), data.num_classes, mean, std)
+    trainer = _Trainer(run, data, separation, inp, seed, device, progress,
+                       where=run.innocent_dir)
+    other = IndependentCopies([trainer.classifier("independent.pt", seed + INDEPENDENT_SEED)],
+                              data.num_classes).to(device).eval()
+    correct = predict_labels(other.outputs, data.x_test, device=device) == data.y_test[:, None]
+    pool = shared_pool(correct, 1, 0, seed + INDEPENDENT_SEED)[:3 * spec.num]
+    ev, _ = attack_copy(other, 0, spec.attack, data.x_test, data.y_test, pool, spec.num,
+                        device=device, progress=progress, seed=seed + INDEPENDENT_SEED,
+                        part=run.innocent_dir / "independent" / "part.npz")
+    return innocent_evidence(ev.x, ev.y_true, ev.clean_index, "independent")
+
+
 def draw_attack_plots(run: Run, name: str, clean_images: torch.Tensor | None = None) -> list[Path]:
     """The per-attack pictures of a traced run, in ``plots/``."""
     ev = run.load_evidence(name)
@@ -400,17 +497,19 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False,
     examples with their perturbation magnified); returns the metrics."""
     run = Run(out)
     m = run.manifest
+    calib = read_json(run.calibration_path) if run.calibration_path.is_file() else {}
     attacks = {}
     for name in run.attacks():
         trace_json = run.trace_dir(name) / "trace.json"
         if trace_json.is_file():
-            attacks[name] = read_json(trace_json)
+            attacks[name] = {**read_json(trace_json), **calib.get("attacks", {}).get(name, {})}
     metrics = RunMetrics(
         dataset=m["dataset"], model=m["model"]["arch"], method=method,
         num_copies=len(m["accuracy"]["copy_clean_acc"]), alpha=m.get("alpha"), seed=m["seed"],
         base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
         scorer=next((a["scorer"] for a in attacks.values()), None), theta_deg=_theta(run),
+        abstain_threshold=calib.get("threshold"), innocent=calib.get("innocent", {}),
         versions=run.info().get("versions", versions())).to_json()
     write_json(run.metrics_path, metrics)
     table = results_markdown(metrics)

@@ -32,6 +32,22 @@ def test_metrics_json_has_every_field(tiny_run):
     assert set(m["attacks"]) == {"hsja", "pgd"}
     for name, a in m["attacks"].items():
         assert set(AttackMetrics.__dataclass_fields__) <= set(a), name
+        assert 0 <= a["detection_rate"] <= a["trace_acc"] <= 1, name
+
+
+def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down(tiny_run):
+    m = json.loads(tiny_run.metrics_path.read_text())
+    assert set(m["innocent"]) == {"clean", "gaussian", "jpeg", "independent"}
+    calib = json.loads((tiny_run.path / "innocent" / "calibration.json").read_text())
+    for name, inn in m["innocent"].items():
+        assert inn["num"] == 40, name
+        assert inn["false_accusation_rate_calibration"] <= 0.01, name   # what was asked for
+        assert 0 <= inn["false_accusation_rate"] <= 1, name             # held out: measured
+        # innocent images are stored and traced like evidence, with no source
+        ev = tiny_run.load_innocent(name)
+        assert len(ev) == 40 and (ev.source == -1).all()
+    assert m["abstain_threshold"] == calib["threshold"]
+    assert len(calib["curve"]) > 2
         assert a["num_evidence"] == 30
         for key in ("success_rate", "transfer_rate", "trace_acc"):
             assert 0 <= a[key] <= 1, (name, key)

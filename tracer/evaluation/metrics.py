@@ -40,6 +40,8 @@ class AttackMetrics:
     ks_d: float | None = None            # Kolmogorov-Smirnov D, source vs innocent DOLs
     dol_source_mean: float | None = None   # (a baseline's own score in place of DOL)
     dol_innocent_mean: float | None = None
+    detection_rate: float | None = None    # the source named at the abstention threshold
+    wrong_accusation_rate: float | None = None  # another copy named at that threshold
     colluders: int = 1                     # buyers who attacked together (one evidence source)
     trace_any_colluder: float | None = None   # the verdict names one of them
     trace_all_colluders: float | None = None  # the top-|group| scores are exactly the group
@@ -61,6 +63,8 @@ class RunMetrics:
     copy_clean_acc: list[float]
     scorer: str | None = None
     theta_deg: float | None = None   # the VAE tracer's L_trap angle; None for other methods
+    abstain_threshold: float | None = None  # below it tracer names nobody (innocent sets)
+    innocent: dict = field(default_factory=dict)  # set -> false_accusation_rate, ...
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 

@@ -1,0 +1,75 @@
+"""Decide or abstain: the threshold on innocent sets, and the rates measured at it."""
+
+import pytest
+import torch
+
+from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
+                               operating_curve, wrong_accusation_rate)
+from tracer.innocent import INNOCENT_SETS, InnocentSpec, gaussian_noise, innocent_evidence, jpeg
+
+
+def _scores(tops):
+    """One row per top score: [top, 0.0] (no ties unless top == 0)."""
+    return torch.tensor([[t, 0.0] for t in tops])
+
+
+def test_threshold_allows_at_most_the_target_share_of_every_innocent_set():
+    a = _scores([5.0, 1.0, 0.5, 0.4] + [0.1] * 96)   # 100 images: 1% = one accusation allowed
+    b = _scores([0.9] * 2 + [0.2] * 98)
+    t = choose_threshold({"a": a, "b": b}, 0.01)
+    assert 1.0 < t < 1.0 + 1e-6
+    assert false_accusation_rate(a, t) <= 0.01 and false_accusation_rate(b, t) == 0.0
+    assert false_accusation_rate(a, 1.0) > 0.01   # the smallest such threshold
+
+
+def test_no_threshold_when_innocents_are_never_accused_and_ties_never_accuse():
+    tied = torch.tensor([[3.0, 3.0], [2.0, 2.0]])
+    assert choose_threshold({"tied": tied}, 0.0) is None
+    assert false_accusation_rate(tied, None) == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        choose_threshold({"none": torch.zeros(0, 2)}, 0.01)
+    with pytest.raises(ValueError, match="max_false_accusation"):
+        choose_threshold({"a": tied}, 1.0)
+
+
+def test_detection_and_wrong_accusation_at_a_threshold():
+    scores = torch.tensor([[5.0, 1.0], [0.5, 0.2], [1.0, 4.0], [0.0, 6.0]])
+    source = torch.tensor([0, 0, 0, 1])
+    assert detection_rate(scores, source, 2.0) == 0.5             # rows 0 and 3
+    assert wrong_accusation_rate(scores, source, 2.0) == 0.25     # row 2 names copy 1
+    assert detection_rate(scores, source, None) == 0.75
+    curve = operating_curve({"clean": _scores([0.1, 3.0])}, {"hsja": (scores, source)}, [0.0, 5.0])
+    assert curve[0]["false_accusation_rate"]["clean"] == 1.0
+    assert curve[1]["false_accusation_rate"]["clean"] == 0.0
+    assert curve[1]["detection_rate"]["hsja"] == 0.5
+
+
+def test_halves_split_every_index_once_and_are_seeded():
+    a, b = halves(11, seed=3)
+    assert sorted(torch.cat([a, b]).tolist()) == list(range(11)) and len(a) == 5
+    assert torch.equal(a, halves(11, seed=3)[0])
+
+
+def test_noise_and_jpeg_keep_shape_and_range_and_change_the_image():
+    x = torch.rand(3, 1, 8, 8)
+    n = gaussian_noise(x, 0.05, seed=1)
+    assert n.shape == x.shape and 0 <= n.min() and n.max() <= 1 and not torch.equal(n, x)
+    assert torch.equal(n, gaussian_noise(x, 0.05, seed=1))
+    for shape in ((3, 1, 16, 16), (2, 3, 16, 16)):
+        x = torch.rand(*shape)
+        j = jpeg(x, 50)
+        assert j.shape == x.shape and j.dtype == torch.float32 and 0 < (j - x).abs().mean() < 0.3
+    with pytest.raises(ValueError, match="quality"):
+        jpeg(x, 0)
+    with pytest.raises(ValueError, match="std"):
+        gaussian_noise(x, 0.0)
+
+
+def test_innocent_evidence_has_no_source_and_the_spec_checks_its_sets():
+    ev = innocent_evidence(torch.rand(2, 1, 4, 4), torch.tensor([1, 2]), torch.tensor([7, 9]), "x")
+    assert (ev.source == -1).all() and ev.clean_index.tolist() == [7, 9]
+    assert InnocentSpec().sets == list(INNOCENT_SETS)
+    with pytest.raises(ValueError, match="unknown innocent"):
+        InnocentSpec(sets=["clean", "rain"])
+    with pytest.raises(ValueError, match="two halves"):
+        InnocentSpec(num=1)
