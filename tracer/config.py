@@ -136,8 +136,8 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         ClassifierTraining(epochs=1), train_cache=s.get("train_cache"))
     return PipelineSpec(
         data=_data_spec(cfg),
-        separation=sep, attacks=(attacks := attack_specs(cfg.attack)),
-        innocent=_innocent_spec(cfg.get("innocent"), attacks),
+        separation=sep, attacks=attack_specs(cfg.attack),
+        innocent=_innocent_spec(cfg.get("innocent")),
         evidence=EvidenceSpec(num=cfg.evidence.num,
                               sources=None if sources in (None, "all") else list(sources),
                               colluders=cfg.evidence.get("colluders", 1),
@@ -146,19 +146,17 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         progress=cfg.progress, method=cfg.separation.name, scorer=cfg.trace.scorer)
 
 
-def _innocent_spec(node: DictConfig | None, attacks: list[AttackSpec]) -> InnocentSpec:
-    """The innocent sets; ``attack`` names one of the configured attacks."""
+def _innocent_spec(node: DictConfig | None) -> InnocentSpec:
+    """The innocent sets; ``node.attack`` is an attack config (one entry of the attack group)."""
     if node is None:
         return InnocentSpec(sets=[])
-    spec = _take(InnocentSpec, node)
-    name = node.get("attack")
+    spec = _take(InnocentSpec, node, ignore=("attack",))
     if "independent" in spec.sets:
-        spec.attack = next((a for a in attacks if a.name == name), None)
-        if spec.attack is None:
-            raise ValueError(f"innocent.attack={name!r} is not among the configured attacks "
-                             f"{[a.name for a in attacks]}; the independent set needs one")
-    else:
-        spec.attack = None
+        attacks = attack_specs(node.attack) if node.get("attack") else []
+        if len(attacks) != 1:
+            raise ValueError("innocent.attack must be one attack config (attack@innocent.attack="
+                             "<name>); the independent innocent set is made with it")
+        spec.attack = attacks[0]
     return spec
 
 
