@@ -16,6 +16,7 @@ from hydra import initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from tracer.attacks.adaptive import AdaptiveSpec
 from tracer.attacks.generate import AttackSpec
 from tracer.innocent import InnocentSpec
 from tracer.models.factory import ModelSpec, TracerSpec
@@ -81,6 +82,7 @@ class PipelineSpec:
     attacks: list[AttackSpec]
     evidence: EvidenceSpec
     innocent: InnocentSpec
+    adaptive: AdaptiveSpec
     seed: int = 0
     device: str = "cpu"
     stage: str = "all"
@@ -138,6 +140,7 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         data=_data_spec(cfg),
         separation=sep, attacks=attack_specs(cfg.attack),
         innocent=_innocent_spec(cfg.get("innocent")),
+        adaptive=_take(AdaptiveSpec, cfg.get("adaptive")),
         evidence=EvidenceSpec(num=cfg.evidence.num,
                               sources=None if sources in (None, "all") else list(sources),
                               colluders=cfg.evidence.get("colluders", 1),

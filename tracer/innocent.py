@@ -7,12 +7,9 @@ is traced exactly like real evidence.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from tracer.attacks.generate import AttackSpec
@@ -41,29 +38,6 @@ class InnocentSpec:
             raise ValueError(f"unknown innocent set(s) {sorted(unknown)}; known: {INNOCENT_SETS}")
         if self.num < 2:
             raise ValueError(f"innocent.num must be at least 2 (two halves), got {self.num}")
-
-
-def gaussian_noise(x: Tensor, std: float, seed: int = 0) -> Tensor:
-    """``x`` plus N(0, std^2) per pixel, clipped to [0, 1]."""
-    if std <= 0:
-        raise ValueError(f"gaussian noise std must be positive, got {std}")
-    g = torch.Generator().manual_seed(seed)
-    return (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1)
-
-
-def jpeg(x: Tensor, quality: int) -> Tensor:
-    """Each image through a JPEG encode and decode at ``quality`` (1-95), as PIL does it."""
-    if not 1 <= quality <= 95:
-        raise ValueError(f"jpeg quality must be in 1..95, got {quality}")
-    out = []
-    for img in x:
-        arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-        buf = io.BytesIO()
-        pil.save(buf, format="JPEG", quality=quality)
-        back = np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float32) / 255
-        out.append(torch.from_numpy(back.reshape(arr.shape)).permute(2, 0, 1))
-    return torch.stack(out) if out else x.clone()
 
 
 def innocent_evidence(x: Tensor, y: Tensor, clean_index: Tensor, name: str) -> Evidence:

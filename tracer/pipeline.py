@@ -55,7 +55,7 @@ def execute(spec: PipelineSpec, out: Path) -> None:
         log.info("attack: %s", ", ".join(a.name for a in spec.attacks))
         evidence = stages.attack(family, spec.attacks, data, out, num_evidence=spec.evidence.num,
                                  sources=spec.evidence.sources,
-                                 colluders=spec.evidence.colluders,
+                                 colluders=spec.evidence.colluders, adaptive=spec.adaptive,
                                  max_tries_factor=spec.evidence.max_tries_factor, seed=spec.seed,
                                  device=dev, progress=progress)
     else:

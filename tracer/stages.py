@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tracer.attacks.adaptive import AdaptiveSpec
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
 from tracer.data import ImageData
 from tracer.evaluation import plots
 from tracer.evaluation.metrics import RunMetrics, perturbation_norms, trace_metrics
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
-from tracer.innocent import INNOCENT_SETS, InnocentSpec, gaussian_noise, innocent_evidence, jpeg
+from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
+from tracer.transforms import gaussian_noise, jpeg
 from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
                        load_weights, read_json, save_npy, sha256_file, write_json)
 from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
@@ -249,13 +251,14 @@ def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
            num_evidence: int, sources: list[int] | None = None, colluders: int = 1,
-           max_tries_factor: float = 3.0, seed: int = 0, device: torch.device | str = "cpu",
-           progress: bool = True) -> dict[str, Evidence]:
+           adaptive: AdaptiveSpec | None = None, max_tries_factor: float = 3.0, seed: int = 0,
+           device: torch.device | str = "cpu", progress: bool = True) -> dict[str, Evidence]:
     """Run every attack from every source copy until ``num_evidence`` successful examples exist
     per attack (shared out evenly over the sources); writes ``attack/<name>/``.
 
     ``colluders`` > 1: consecutive sources form groups of that size, and each group attacks
-    together (an example must fool all of its copies; the evidence names the group's first)."""
+    together (an example must fool all of its copies; the evidence names the group's first).
+    ``adaptive``: every source is an attacker who knows tracer exists (attacks.adaptive)."""
     run = Run(out)
     sources = list(range(family.num_copies)) if sources is None else list(sources)
     groups = collusion_groups(sources, colluders)
@@ -275,7 +278,8 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
             ev, n_tried = attack_copy(family, group[0] if colluders == 1 else group, spec,
                                       data.x_test, data.y_test, pool, per_group, device=device,
                                       progress=progress, seed=seed * 1000 + group[0],
-                                      part=run.attack_dir(spec.name) / "parts" / f"source_{tag}.npz")
+                                      part=run.attack_dir(spec.name) / "parts" / f"source_{tag}.npz",
+                                      adaptive=adaptive, train_images=data.x_train)
             parts.append(ev)
             tried += n_tried
         evidence = Evidence.concat(parts)
@@ -289,7 +293,8 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
             "success_rate": len(evidence) / tried if tried else None,
             "mean_queries": float(evidence.queries.float().mean()) if len(evidence) else None,
             "perturbation": perturbation_norms(evidence.x, data.x_test[evidence.clean_index]),
-            "sources": sources, "groups": groups, "evidence_sha256": sha256_file(path),
+            "sources": sources, "groups": groups,
+            "adaptive": asdict(adaptive) if adaptive else None, "evidence_sha256": sha256_file(path),
             "manifest_sha256": manifest_sha, "seconds": seconds})
         run.mark("attack", "done", key=spec.name, seconds=seconds)
         results[spec.name] = evidence
@@ -325,6 +330,7 @@ def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
         metrics = asdict(trace_metrics(traced, ev, info["num_tried"], use,
                                        norms=info.get("perturbation"),
                                        groups=info.get("groups")))
+        metrics["adaptive"] = (info.get("adaptive") or {}).get("kind", "none")
         scores = traced.scores[use]
         run.save_trace_array(name, "scores", scores)
         run.save_trace_array(name, "statistic", traced.statistic)

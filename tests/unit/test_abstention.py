@@ -5,7 +5,8 @@ import torch
 
 from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
                                operating_curve, wrong_accusation_rate)
-from tracer.innocent import INNOCENT_SETS, InnocentSpec, gaussian_noise, innocent_evidence, jpeg
+from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
+from tracer.transforms import gaussian_noise, jpeg
 
 
 def _scores(tops):

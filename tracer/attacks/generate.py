@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from tracer.attacks.adaptive import AdaptiveSpec, attacker_model, post_process
 from tracer.attacks.oracle import THREATS, make_view
 from tracer.evidence import Evidence
 from tracer.models.copies import CopyFamily
@@ -67,8 +68,9 @@ class Colluders(nn.Module):
 
 def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x: Tensor,
                 y: Tensor, pool: Tensor, n_wanted: int, *, device: torch.device | str = "cpu",
-                part: Path | None = None, progress: bool = True,
-                seed: int = 0) -> tuple[Evidence, int]:
+                part: Path | None = None, progress: bool = True, seed: int = 0,
+                adaptive: AdaptiveSpec | None = None,
+                train_images: Tensor | None = None) -> tuple[Evidence, int]:
     """Attack copy ``source`` on images ``x[pool]`` until ``n_wanted`` succeed or the pool ends.
     A list of sources is a collusion: they attack the mean of their copies, and an example
     succeeds when it fools each of them; the evidence names the first as its source.
@@ -76,15 +78,21 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
     Returns the successful evidence and how many images were tried. ``part`` is the resume file.
     Every chunk's randomness (torch's and numpy's, which ART draws from) is seeded from ``seed``
     and the chunk's position, so a resumed run gives the same evidence as an uninterrupted one.
+    ``adaptive``: an attacker who knows tracer exists (attacks.adaptive; surrogate and finetune
+    learn from ``train_images`` labelled by the copy); its evidence must still fool the copy.
     """
     group = [source] if isinstance(source, int) else list(source)
     members = [family.copy(i).eval() for i in group]
     copy = members[0] if len(members) == 1 else Colluders(members).eval()
-    view = make_view(copy, spec.threat, family.num_classes, device, spec.budget)
+    target = copy
+    if adaptive is not None and adaptive.kind != "none":
+        target = attacker_model(adaptive, copy, family, train_images, family.num_classes,
+                                seed=seed, device=device)
+    view = make_view(target, spec.threat, family.num_classes, device, spec.budget)
     attack = spec.factory(view)
     kept, tried = _resume(part)
     meta = {"attack": repr(attack), "name": spec.name, "threat": spec.threat,
-            "budget": spec.budget}
+            "budget": spec.budget, "adaptive": adaptive.kind if adaptive else "none"}
     bar = tqdm(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
                desc=f"{spec.name} on copies {group}", leave=False)
     while (need := n_wanted - sum(len(e) for e in kept)) > 0 and tried < len(pool):
@@ -95,6 +103,8 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
         np.random.seed(chunk_seed)
         xb, yb = x[idx].to(device), y[idx].to(device)
         x_adv = attack.perturb(xb, yb).detach()
+        if adaptive is not None:
+            x_adv = post_process(adaptive, x_adv.cpu(), chunk_seed).to(device)
         # the investigator's check, not a query: every colluder must be fooled
         labels = [predict_labels(m, x_adv, device=device) for m in members]
         ok = torch.stack([lab != yb.cpu() for lab in labels]).all(dim=0)

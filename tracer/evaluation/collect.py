@@ -15,10 +15,11 @@ from pathlib import Path
 from tracer.evaluation.paper_figures import paper_clean_acc, paper_trace_acc
 from tracer.evaluation.tables import markdown_table
 
-GROUP = ("dataset", "model", "method", "num_copies", "alpha", "theta_deg", "colluders", "attack")
+GROUP = ("dataset", "model", "method", "num_copies", "alpha", "theta_deg", "colluders",
+         "adaptive", "attack")
 VALUES = ("base_clean_acc", "min_copy_clean_acc", "success_rate", "transfer_rate", "trace_acc",
           "trace_acc_transferable", "trace_acc_nontransferable", "ks_d", "trace_any_colluder",
-          "trace_all_colluders")
+          "trace_all_colluders", "detection_rate")
 
 
 def find_metrics(paths: list[str | Path]) -> list[Path]:
@@ -41,6 +42,7 @@ def metric_rows(path: Path) -> list[dict]:
         base["theta_deg"] = m.get("theta_deg")
         base["min_copy_clean_acc"] = min(m["copy_clean_acc"])
         return [{**base, "attack": name, "run": str(path.parent), "colluders": a.get("colluders", 1),
+                 "adaptive": a.get("adaptive", "none"),
                  **{k: a.get(k) for k in VALUES if k in a},
                  "by_num_copies": a.get("trace_acc_by_num_copies", {}),
                  "mc_by_num_copies": a.get("trace_acc_mc_by_num_copies", {})}
@@ -76,7 +78,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-_CELL = ("dataset", "model", "num_copies", "colluders", "attack")
+_CELL = ("dataset", "model", "num_copies", "colluders", "adaptive", "attack")
 
 
 def pivot(summary: list[dict], column: str = "method", value: str = "trace_acc") -> list[dict]:

@@ -42,6 +42,7 @@ class AttackMetrics:
     dol_innocent_mean: float | None = None
     detection_rate: float | None = None    # the source named at the abstention threshold
     wrong_accusation_rate: float | None = None  # another copy named at that threshold
+    adaptive: str = "none"                 # the attacker's evasion (attacks.adaptive)
     colluders: int = 1                     # buyers who attacked together (one evidence source)
     trace_any_colluder: float | None = None   # the verdict names one of them
     trace_all_colluders: float | None = None  # the top-|group| scores are exactly the group
