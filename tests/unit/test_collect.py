@@ -31,7 +31,7 @@ def test_seeds_of_one_cell_are_averaged_and_the_paper_figure_is_beside_them(tmp_
     assert cell["trace_acc_transferable"] is None
     assert cell["paper_trace_acc"] == 97.5 == paper_trace_acc("cifar10", "resnet18", "hsja", 0.15, 5)
     md = to_markdown(main_columns(), rows)
-    assert "| 95.0 ± 5.0 | - | 100.0 | 0.80 | - | - | 94.1 | 97.5 |" in md
+    assert "| 95.0 ± 5.0 | - | 100.0 | 0.80 | - | - | - | 94.1 | 97.5 |" in md
     assert "0.95" in to_csv(main_columns(), rows).splitlines()[2]
     assert r"\pm" in to_latex(main_columns(), rows)
 
