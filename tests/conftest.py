@@ -82,3 +82,18 @@ def toy_separation(kind: str = "residual", method: str = "tracer") -> Separation
                           tracer=TracerSpec(kind=kind, width=4, depth=3),
                           tracer_training=TracerTraining(epochs=1, batch_size=16), num_copies=3,
                           method=method)
+
+
+def strong_pgd_case(n: int, num_copies: int = 3):
+    """A tiny family (alpha 0.5), an Linf-PGD spec strong enough (eps 0.5) to fool its untrained
+    copies, n random images and copy 0's labels for them: (family, spec, x, y)."""
+    import tracer
+    from tracer.config import to_spec
+    family = tiny_family(num_copies=num_copies, alpha=0.5)
+    spec = to_spec(tracer.compose("attack=[pgd]", "attack.pgd.factory.eps=0.5",
+                                  "attack.pgd.factory.eps_iter=0.05")).attacks[0]
+    torch.manual_seed(0)
+    x = torch.rand(n, 1, 8, 8)
+    with torch.no_grad():
+        y = family.copy(0)(x).argmax(1)
+    return family, spec, x, y

@@ -9,7 +9,7 @@ from tracer.attacks.generate import attack_copy
 from tracer.config import CONFIG_DIR, to_spec
 from tracer.transforms import shift
 
-from conftest import tiny_family
+from conftest import strong_pgd_case, tiny_family
 
 
 def test_every_adaptive_config_is_a_known_attacker():
@@ -64,13 +64,7 @@ def test_surrogate_and_finetune_learn_the_copys_labels_without_touching_it():
 
 
 def test_post_processed_evidence_still_fools_its_copy():
-    family = tiny_family(alpha=0.5)
-    spec = to_spec(tracer.compose("attack=[pgd]", "attack.pgd.factory.eps=0.5",
-                                  "attack.pgd.factory.eps_iter=0.05")).attacks[0]
-    torch.manual_seed(0)
-    x = torch.rand(16, 1, 8, 8)
-    with torch.no_grad():
-        y = family.copy(0)(x).argmax(1)
+    family, spec, x, y = strong_pgd_case(16)
     adaptive = AdaptiveSpec(kind="jpeg", quality=50)
     ev, tried = attack_copy(family, 0, spec, x, y, torch.arange(16), 16, progress=False,
                             adaptive=adaptive)

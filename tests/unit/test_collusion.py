@@ -2,13 +2,11 @@
 import pytest
 import torch
 
-import tracer
 from tracer.attacks.generate import Colluders, attack_copy
-from tracer.config import to_spec
 from tracer.evaluation.metrics import collusion_rates
 from tracer.stages import collusion_groups
 
-from conftest import tiny_family
+from conftest import strong_pgd_case
 
 
 def test_groups_are_consecutive_and_must_be_whole():
@@ -33,13 +31,7 @@ def test_collusion_rates_on_known_scores():
 
 
 def test_colluders_attack_their_mean_and_keep_only_what_fools_each():
-    family = tiny_family(num_copies=4, alpha=0.5)
-    spec = to_spec(tracer.compose("attack=[pgd]", "attack.pgd.factory.eps=0.5",
-                                  "attack.pgd.factory.eps_iter=0.05")).attacks[0]
-    torch.manual_seed(0)
-    x = torch.rand(24, 1, 8, 8)
-    with torch.no_grad():
-        y = family.copy(0)(x).argmax(1)
+    family, spec, x, y = strong_pgd_case(24, num_copies=4)
     ev, tried = attack_copy(family, [0, 1], spec, x, y, torch.arange(24), 24, progress=False)
     assert tried == 24 and len(ev) > 0 and (ev.source == 0).all()
     with torch.no_grad():

@@ -1,5 +1,4 @@
 """Batched HopSkipJump against a linear classifier, where the minimal L2 perturbation is analytic."""
-import pytest
 import torch
 
 from tracer.attacks.hard_label import _rank_within_owner

@@ -4,11 +4,9 @@ import json
 import pytest
 import torch
 
-from tracer.data import ImageData
 from tracer.io import IntegrityError, sha256_file, write_json
-from tracer.models import ModelSpec, TracerSpec
 from tracer.runs import Run, load_run
-from tracer.separation import ClassifierTraining, TracerTraining
+from tracer.separation import ClassifierTraining
 from tracer.stages import separate
 
 from conftest import toy_data, toy_separation
