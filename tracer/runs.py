@@ -175,10 +175,13 @@ class Run:
     def load_evidence(self, name: str) -> Evidence:
         """The evidence of attack ``name``, checked against its sha256 and this run's copies."""
         meta = read_json(self.attack_dir(name) / "attack.json")
-        if meta.get("manifest_sha256") != sha256_file(self.manifest_path):
-            raise IntegrityError(f"{self.evidence_path(name)}: made against another manifest "
-                                 "than this run's copies")
         m = self.manifest
+        if meta.get("manifest_sha256") != sha256_file(self.manifest_path):
+            made = meta.get("made_against") or {}
+            diff = [f"{k} {made[k]!r} (this run: {v!r})" for k, v in copies_summary(m).items()
+                    if k in made and made[k] != v]
+            raise IntegrityError(f"{self.evidence_path(name)}: made against other copies than "
+                                 f"this run's: {', '.join(diff) or 'another manifest'}")
         return Evidence.load(self.evidence_path(name), shape=tuple(m["input"]["shape"]),
                              num_classes=m["input"]["num_classes"],
                              expected_sha256=meta.get("evidence_sha256"))
@@ -214,6 +217,16 @@ def write_manifest(run: Run, *, method: str, dataset: str, inp: InputSpec, model
         "format": MANIFEST_FORMAT, "method": method, "dataset": dataset, "input": asdict(inp),
         "model": asdict(model), "seed": seed, **extra, "accuracy": accuracy,
         "files": {name: sha256_file(run.separate_dir / name) for name in files}})
+
+
+def copies_summary(manifest: dict) -> dict:
+    """What evidence depends on of the copies it was made against (written beside it, so that a
+    mismatch can be named)."""
+    return {"method": manifest.get("method", "tracer"), "dataset": manifest.get("dataset"),
+            "arch": manifest.get("model", {}).get("arch"),
+            "num_classes": manifest.get("input", {}).get("num_classes"),
+            "num_copies": len(manifest.get("accuracy", {}).get("copy_clean_acc", [])),
+            "alpha": manifest.get("alpha"), "seed": manifest.get("seed")}
 
 
 def versions() -> dict:

@@ -32,7 +32,7 @@ from tracer.abstention import (choose_threshold, detection_rate, false_accusatio
 from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
-from tracer.runs import CopySet, Run, versions, write_manifest
+from tracer.runs import CopySet, Run, copies_summary, versions, write_manifest
 from tracer.separation.permutations import make_permutations
 from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
                                      predict_labels, train_classifier)
@@ -295,7 +295,8 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
             "perturbation": perturbation_norms(evidence.x, data.x_test[evidence.clean_index]),
             "sources": sources, "groups": groups,
             "adaptive": asdict(adaptive) if adaptive else None, "evidence_sha256": sha256_file(path),
-            "manifest_sha256": manifest_sha, "seconds": seconds})
+            "manifest_sha256": manifest_sha, "made_against": copies_summary(run.manifest),
+            "seconds": seconds})
         run.mark("attack", "done", key=spec.name, seconds=seconds)
         results[spec.name] = evidence
     return results

@@ -103,3 +103,24 @@ def test_reuse_of_an_unfinished_run_is_refused(tmp_path):
     spec.reuse = str(tmp_path / "nothing")
     with pytest.raises(Exception, match="manifest|finished"):
         separate(toy_data(), spec, tmp_path / "c", progress=False)
+
+
+def test_evidence_made_against_other_copies_is_refused_naming_the_difference(run_dir, tmp_path):
+    import tracer
+    from tracer.config import to_spec
+    from tracer.stages import attack
+    out, family = run_dir
+    run = _copy_run(out, tmp_path / "r")
+    spec = to_spec(tracer.compose("attack=[fgsm]", "attack.fgsm.factory.eps=0.9")).attacks[0]
+    data = toy_data()
+    with torch.no_grad():    # labels the untrained copies agree on, so that there is a pool
+        labels = family.predict(data.x_test)
+    agree = (labels == labels[:, :1]).all(1)
+    data.x_test, data.y_test = data.x_test[agree], labels[agree, 0]
+    attack(family, [spec], data, run.path, num_evidence=3, progress=False)
+    assert len(run.load_evidence("fgsm")) > 0             # fits the copies it was made against
+    m = json.loads(run.manifest_path.read_text())
+    m["alpha"] = 0.05
+    write_json(run.manifest_path, m)
+    with pytest.raises(IntegrityError, match=r"evidence.npz: .*alpha 0.15 \(this run: 0.05\)"):
+        run.load_evidence("fgsm")
