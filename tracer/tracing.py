@@ -14,6 +14,11 @@ more likely the source:
   loses what the pre-activations still show.
 - ``logit_dol_label`` (ours): as ``logit_dol`` with cln = the image's clean label (what the
   investigator sees the image show) instead of each copy's second label. Needs those labels.
+- ``aligned_disagree`` (ours, residual tracer only): as ``dol_disagree``, with DOL replaced by the
+  alignment of the denoiser's residual R(x) with the copy's (att, cln) direction,
+  ``(P_att - P_cln) . R(x) / (sqrt 2 |R(x)|)``. An attack on copy i pushes R(x) along that one
+  direction; noise spreads over all of them, so noisy innocent images that happen to flip a copy
+  score low (docs/method.md, "Deciding or abstaining").
 """
 from __future__ import annotations
 
@@ -31,14 +36,16 @@ from tracer.models.copies import CopyFamily
 class Observation:
     """What one pass of C and T_0 over the evidence tells about every candidate.
 
-    Shape: dol, logit_dol, labels, logit_dol_label [n, m]; base_labels [n] (C's own label).
-    ``logit_dol_label`` is None unless the clean labels were given.
+    Shape: dol, logit_dol, labels, logit_dol_label, aligned [n, m]; base_labels [n] (C's own
+    label). ``logit_dol_label`` is None unless the clean labels were given, ``aligned`` unless
+    the tracer is the residual one.
     """
     dol: Tensor
     labels: Tensor
     base_labels: Tensor
     logit_dol: Tensor
     logit_dol_label: Tensor | None = None
+    aligned: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -74,10 +81,16 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
             batch_size: int = 512, device: torch.device | str = "cpu") -> Observation:
     """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch.
     ``clean_labels`` [n] (optional): what each image shows, for ``logit_dol_label``."""
-    cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "logit", "label")}
+    cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "logit", "label",
+                                                     "aligned")}
+    scaled = hasattr(family.tracer, "pre_activation_and_scale")
     for idx in batches(len(x), batch_size):
         xb = x[idx].to(device)
-        c, z = family.norm(family.base(xb)), family.tracer_pre_activation(xb)
+        c = family.norm(family.base(xb))
+        if scaled:
+            z, scale = family.tracer.pre_activation_and_scale(xb)
+        else:
+            z = family.tracer_pre_activation(xb)
         t = family.permuted(torch.tanh(z))
         out = c.unsqueeze(1) + family.alpha * t
         cols["dol"].append(dol_from_outputs(out, t).cpu())
@@ -87,9 +100,26 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
         if clean_labels is not None:
             cols["label"].append(logit_dol_from_outputs(
                 out, z, family.permutations, clean_labels[idx].to(device)).cpu())
+        if scaled:
+            cols["aligned"].append(aligned_from_outputs(out, z, scale, family.permutations).cpu())
     return Observation(torch.cat(cols["dol"]), torch.cat(cols["labels"]),
                        torch.cat(cols["base"]), torch.cat(cols["logit"]),
-                       torch.cat(cols["label"]) if clean_labels is not None else None)
+                       torch.cat(cols["label"]) if clean_labels is not None else None,
+                       torch.cat(cols["aligned"]) if scaled else None)
+
+
+def aligned_from_outputs(outputs: Tensor, pre_activation: Tensor, scale: Tensor,
+                         permutations: Tensor) -> Tensor:
+    """(z_att - z_cln) / (sqrt 2 * scale) per copy: with z = gain * P R(x) and scale =
+    gain * |R(x)|, the cosine between R(x) and the copy's (att, cln) direction P_att - P_cln
+    (whose norm is about sqrt 2).
+
+    Shape: outputs [n, m, K]; pre_activation [n, K]; scale [n]; permutations [m, K] -> [n, m].
+    """
+    zp = pre_activation[:, permutations]
+    top2 = outputs.topk(2, dim=-1).indices
+    z2 = zp.gather(-1, top2)
+    return (z2[..., 0] - z2[..., 1]) / (2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
 
 
 def dol_score(family: CopyFamily, x: Tensor, batch_size: int = 512,
@@ -103,10 +133,19 @@ def _dol(obs: Observation) -> Tensor:
     return obs.dol
 
 
+def _disagreeing_first(obs: Observation, values: Tensor) -> Tensor:
+    # values lie in [-2, 2], so an offset of 4 puts every disagreeing copy above every other.
+    return values + 4.0 * (obs.labels != obs.base_labels.unsqueeze(1)).float()
+
+
 def _dol_disagree(obs: Observation) -> Tensor:
-    # DOL lies in [-2, 2], so an offset of 4 puts every disagreeing copy above every other.
-    disagrees = obs.labels != obs.base_labels.unsqueeze(1)
-    return obs.dol + 4.0 * disagrees.float()
+    return _disagreeing_first(obs, obs.dol)
+
+
+def _aligned_disagree(obs: Observation) -> Tensor:
+    if obs.aligned is None:
+        raise ValueError("scorer aligned_disagree needs the residual tracer (separation=residual)")
+    return _disagreeing_first(obs, obs.aligned)
 
 
 def _logit_dol(obs: Observation) -> Tensor:
@@ -122,7 +161,7 @@ def _logit_dol_label(obs: Observation) -> Tensor:
 
 SCORERS: dict[str, Callable[[Observation], Tensor]] = {
     "dol": _dol, "dol_disagree": _dol_disagree, "logit_dol": _logit_dol,
-    "logit_dol_label": _logit_dol_label}
+    "logit_dol_label": _logit_dol_label, "aligned_disagree": _aligned_disagree}
 
 
 def score(obs: Observation, scorer: str = "dol") -> Tensor:
@@ -146,8 +185,10 @@ class Scored:
 
 
 def scored(obs: Observation) -> Scored:
-    """Every scorer that ``obs`` supports (``logit_dol_label`` only with clean labels)."""
-    usable = [n for n in SCORERS if n != "logit_dol_label" or obs.logit_dol_label is not None]
+    """Every scorer that ``obs`` supports (``logit_dol_label`` only with clean labels,
+    ``aligned_disagree`` only for the residual tracer)."""
+    needs = {"logit_dol_label": obs.logit_dol_label, "aligned_disagree": obs.aligned}
+    usable = [n for n in SCORERS if needs.get(n, obs.dol) is not None]
     return Scored(obs.labels, {n: score(obs, n) for n in usable}, obs.dol)
 
 

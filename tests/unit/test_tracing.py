@@ -73,3 +73,28 @@ def test_observe_reports_the_base_classifier_label(family):
     x = torch.rand(4, 1, 8, 8)
     obs = observe(family, x)
     assert torch.equal(obs.base_labels, family.base(x).argmax(1))
+
+
+def test_alignment_is_the_cosine_of_the_residual_with_each_copys_pair_direction(family):
+    x = torch.rand(4, 1, 8, 8)
+    obs = observe(family, x)
+    t = family.tracer
+    with torch.no_grad():
+        r = t.noise(x).flatten(1)
+        out = family.outputs(x)
+    top2 = out.topk(2, -1).indices
+    for i in range(4):
+        for j in range(family.num_copies):
+            a, c = family.permutations[j, top2[i, j, 0]], family.permutations[j, top2[i, j, 1]]
+            d = t.projection[a] - t.projection[c]
+            want = float(d @ r[i] / (2 ** 0.5 * r[i].norm()))
+            assert obs.aligned[i, j].item() == pytest.approx(want, abs=1e-4)
+    assert score(obs, "aligned_disagree").shape == (4, family.num_copies)
+
+
+def test_aligned_disagree_needs_the_residual_tracer():
+    from conftest import tiny_family
+    obs = observe(tiny_family(kind="vae"), torch.rand(2, 1, 8, 8))
+    assert obs.aligned is None
+    with pytest.raises(ValueError, match="residual tracer"):
+        score(obs, "aligned_disagree")

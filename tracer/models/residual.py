@@ -50,5 +50,11 @@ class ResidualTracer(nn.Module):
         """gain * P R(x), before tanh (what the logit scorers read: tanh saturates)."""
         return self.gain * self.noise(x).flatten(1) @ self.projection.T
 
+    def pre_activation_and_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(gain * P R(x) [n, K], gain * |R(x)| [n]): their ratio is the cosine between R(x) and
+        each row of P, the alignment tracing's ``aligned_disagree`` reads."""
+        r = self.noise(x).flatten(1)
+        return self.gain * r @ self.projection.T, self.gain * r.norm(dim=1)
+
     def forward(self, x: Tensor) -> Tensor:
         return torch.tanh(self.pre_activation(x))
