@@ -343,8 +343,12 @@ def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
 
 
 def default_scorer(copies: CopySet) -> str:
-    """The rule ``scorer=auto`` means: ours for the tracer, a baseline's own for a baseline."""
-    return "dol_disagree" if isinstance(copies, CopyFamily) else copies.scorers[0]
+    """The rule ``scorer=auto`` means: ours for the tracer (aligned_disagree where the tracer is
+    the residual one, else dol_disagree), a baseline's own for a baseline."""
+    if not isinstance(copies, CopyFamily):
+        return copies.scorers[0]
+    residual = hasattr(copies.tracer, "pre_activation_and_scale")
+    return "aligned_disagree" if residual else "dol_disagree"
 
 
 def traced_evidence(copies: CopySet, ev: Evidence, clean_images: torch.Tensor | None = None, *,
