@@ -39,3 +39,17 @@ def test_colluders_attack_their_mean_and_keep_only_what_fools_each():
             assert (family.copy(i)(ev.x).argmax(1) != ev.y_true).all()
         mean = Colluders([family.copy(0), family.copy(1)])(x)
     assert torch.allclose(mean, (family.copy(0)(x) + family.copy(1)(x)) / 2)
+
+
+def test_colluders_answer_adversarial_only_when_every_copy_is_fooled():
+    family, _, x, _ = strong_pgd_case(64, num_copies=3)
+    c0, c1 = family.copy(0), family.copy(1)
+    colluders = Colluders([c0, c1])
+    with torch.no_grad():
+        l0, l1 = c0(x).argmax(1), c1(x).argmax(1)
+        for label in range(10):
+            colluders.label = label
+            answer = colluders(x).argmax(1)
+            both = (l0 != label) & (l1 != label)
+            assert torch.equal(answer != label, both)
+

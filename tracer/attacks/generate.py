@@ -55,15 +55,32 @@ def shared_pool(correct: Tensor, num_sources: int, source_rank: int, seed: int =
 
 
 class Colluders(nn.Module):
-    """What colluding buyers attack together: the mean of their copies' outputs. An example
-    counts only if it fools every one of them (:func:`attack_copy`)."""
+    """What colluding buyers attack together: each query goes to every colluder's copy, and the
+    answer is adversarial only when all of them are fooled.
+
+    With ``label`` set (the clean label of the one image under attack; hard-label attacks), an
+    input that leaves any colluder at ``label`` is answered with ``label`` itself, so that the
+    attack's own success test means "fools every colluder"; otherwise (and with no label: the
+    score-based and white-box attacks, which need the mean's scores or gradient) the answer is
+    the mean of the copies' outputs. A hard-label attack on the plain mean stops at the mean's
+    boundary, between the colluders' own, and fooled both of two colluders only 7% of the time
+    on fashion_mnist (Boundary).
+    """
 
     def __init__(self, copies: list[nn.Module]):
         super().__init__()
         self.copies = nn.ModuleList(copies)
+        self.label: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.stack([c(x) for c in self.copies]).mean(dim=0)
+        outs = torch.stack([c(x) for c in self.copies])
+        mean = outs.mean(dim=0)
+        if self.label is None:
+            return mean
+        all_fooled = (outs.argmax(-1) != self.label).all(dim=0, keepdim=True).T
+        held = torch.zeros_like(mean)
+        held[:, self.label] = mean.abs().amax(dim=1) + 1.0   # the clean label, on top
+        return torch.where(all_fooled, mean, held)
 
 
 def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x: Tensor,
@@ -95,13 +112,19 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
             "budget": spec.budget, "adaptive": adaptive.kind if adaptive else "none"}
     bar = tqdm(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
                desc=f"{spec.name} on copies {group}", leave=False)
+    # Colluders under a hard-label attack answer for one image at a time (their answer depends on
+    # its clean label); score-based and white-box attacks need the mean's gradient or scores.
+    guarded = len(members) > 1 and spec.threat == "decision"
+    chunk = 1 if guarded else spec.batch_size
     while (need := n_wanted - sum(len(e) for e in kept)) > 0 and tried < len(pool):
         # Never attack more images than still needed: every success is kept and counted.
-        idx = pool[tried:tried + min(spec.batch_size, need)]
+        idx = pool[tried:tried + min(chunk, need)]
         chunk_seed = (seed * 1_000_003 + tried) % 2**32
         torch.manual_seed(chunk_seed)
         np.random.seed(chunk_seed)
         xb, yb = x[idx].to(device), y[idx].to(device)
+        if guarded:
+            copy.label = int(yb[0])
         x_adv = attack.perturb(xb, yb).detach()
         if adaptive is not None:
             x_adv = post_process(adaptive, x_adv.cpu(), chunk_seed).to(device)
