@@ -11,33 +11,34 @@ import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
+                               operating_curve, wrong_accusation_rate)
 from tracer.attacks.adaptive import AdaptiveSpec
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
+from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
 from tracer.data import ImageData
 from tracer.evaluation import plots
 from tracer.evaluation.metrics import RunMetrics, perturbation_norms, trace_metrics
 from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
 from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
-from tracer.transforms import gaussian_noise, jpeg
 from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
                        load_weights, read_json, save_npy, sha256_file, write_json)
-from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
-                               operating_curve, wrong_accusation_rate)
-from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
+from tracer.models.copies import CopyFamily
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
 from tracer.runs import CopySet, Run, copies_summary, versions, write_manifest
 from tracer.separation.permutations import make_permutations
 from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
                                      predict_labels, train_classifier)
-from tracer.models.copies import CopyFamily
 from tracer.tracing import Scored, named, observe, scored, verdict
+from tracer.transforms import gaussian_noise, jpeg
 
 
 METHODS = ("tracer", "naive", "watermark")
@@ -80,8 +81,7 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
     if run.stage_done("separate"):
         return run.load_family(device)
     start = time.time()
-    mean, std = data.channel_stats()
-    inp = InputSpec(list(data.shape), data.num_classes, mean, std)
+    inp = _input_spec(data)
     if spec.reuse:
         _import_trained(Run(spec.reuse), run, data.name, inp, spec, seed)
     trainer = _Trainer(run, data, spec, inp, seed, device, progress)
@@ -101,6 +101,11 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
     return copies
 
 
+def _input_spec(data: ImageData) -> InputSpec:
+    mean, std = data.channel_stats()
+    return InputSpec(list(data.shape), data.num_classes, mean, std)
+
+
 @dataclass
 class _Trainer:
     """Trains (or loads, from the run or the cache) the networks of one separation stage."""
@@ -115,6 +120,13 @@ class _Trainer:
     base: torch.nn.Module | None = None
     where: Path | None = None   # where the networks go; None: the run's separate/
 
+    @cached_property
+    def data_sha256(self) -> str:
+        """The training images and labels, hashed once for every cache key of this stage."""
+        h = hashlib.sha256()
+        for t in (self.data.x_train, self.data.y_train):
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def classifier(self, name: str, seed: int) -> torch.nn.Module:
         """A classifier C as ``spec`` trains it, initialised and shuffled with ``seed``."""
@@ -132,7 +144,9 @@ class _Trainer:
         it, else from the train cache, else trained by ``train(module, checkpoint)``."""
         sep = self.where or self.run.separate_dir
         path, history = sep / name, sep / f"history_{Path(name).stem}.csv"
-        cache = _cache_path(self.spec.train_cache, self.data, self.inp, key, name)
+        cache = None if self.spec.train_cache is None else _cache_path(
+            self.spec.train_cache, {"data": self.data.name, "data_sha256": self.data_sha256,
+                                    "input": asdict(self.inp), **key}, name)
         if not path.is_file() and cache is not None and cache.is_file():
             atomic_write_bytes(path, cache.read_bytes())
         if path.is_file():
@@ -191,17 +205,10 @@ def _build_watermark(t: _Trainer) -> tuple[CopySet, dict]:
 _BUILDERS = {"tracer": _build_tracer, "naive": _build_naive, "watermark": _build_watermark}
 
 
-def _cache_path(cache_dir: str | None, data: ImageData, inp: InputSpec, key: dict,
-                name: str) -> Path | None:
-    """Where the train cache keeps the network ``key`` describes, trained on ``data``: the file
-    name hashes the training images and labels, the key and torch's version."""
-    if cache_dir is None:
-        return None
-    h = hashlib.sha256()
-    for t in (data.x_train, data.y_train):
-        h.update(t.contiguous().numpy().tobytes())
-    h.update(json.dumps({"data": data.name, "input": asdict(inp), "torch": torch.__version__,
-                         **key}, sort_keys=True).encode())
+def _cache_path(cache_dir: str, key: dict, name: str) -> Path:
+    """Where the train cache keeps the network ``key`` describes (its data, architecture,
+    training and seed); the file name hashes the key and torch's version."""
+    h = hashlib.sha256(json.dumps({"torch": torch.__version__, **key}, sort_keys=True).encode())
     return Path(cache_dir) / f"{Path(name).stem.rstrip('_0123456789')}-{h.hexdigest()[:32]}.pt"
 
 
@@ -461,9 +468,7 @@ def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
     """Adversarial examples made on a classifier trained apart from every copy (another seed)."""
     if spec.attack is None:
         raise ValueError("the independent innocent set needs an attack (innocent.attack)")
-    mean, std = data.channel_stats()
-    inp = InputSpec(list(data.shape), data.num_classes, mean, std)
-    trainer = _Trainer(run, data, separation, inp, seed, device, progress,
+    trainer = _Trainer(run, data, separation, _input_spec(data), seed, device, progress,
                        where=run.innocent_dir)
     other = IndependentCopies([trainer.classifier("independent.pt", seed + INDEPENDENT_SEED)],
                               data.num_classes).to(device).eval()

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tracer.models.backbones import build_classifier
 from tracer.transforms import gaussian_noise, jpeg, shift
 
 ADAPTIVE = ("none", "gaussian", "jpeg", "shift", "eot", "surrogate", "finetune", "prune",
@@ -102,8 +103,7 @@ def attacker_model(spec: AdaptiveSpec, copy: nn.Module, family: nn.Module, x_tra
                        for i in range(0, len(x), 512)])
     if spec.kind == "finetune":
         return _fit(_copy.deepcopy(copy), x, y, spec.epochs, seed, device, lr=1e-4)
-    from tracer.models.backbones import build_classifier  # surrogate: a fresh small CNN
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the surrogate: a fresh small CNN
     c, h = x.shape[1], x.shape[2]
     mean = x.mean(dim=(0, 2, 3)).tolist()
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
