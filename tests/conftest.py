@@ -8,21 +8,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracer.data import ImageData, load_dataset
-from tracer.models import InputSpec, ModelSpec, TracerSpec, build_base, build_family, build_tracer
+from tracer.models import (InputSpec, ModelSpec, TracerSpec, build_base, build_family, build_tracer,
+                           random_projections)
 from tracer.separation import ClassifierTraining, TracerTraining, make_permutations
 from tracer.stages import SeparationSpec
 
 torch.set_num_threads(2)
 
 
-def tiny_family(num_copies: int = 3, kind: str = "residual", alpha: float = 0.15, seed: int = 0):
+def tiny_family(num_copies: int = 3, kind: str = "residual", alpha: float = 0.15, seed: int = 0,
+                keying: str = "permutation"):
     torch.manual_seed(seed)
     inp = InputSpec([1, 8, 8], 10, [0.3], [0.3])
     base = build_base(ModelSpec("small_cnn", {"width": 4, "hidden": 16}), inp)
     spec = TracerSpec(kind=kind, width=4, depth=3)
     tracer = build_tracer(spec, inp, seed=seed)
-    perms = make_permutations(10, num_copies, seed=seed)
-    return build_family(base, tracer.base_tracer, perms, alpha, spec).eval()
+    keys = random_projections(num_copies, 10, 64, seed=seed) if keying == "projection" \
+        else make_permutations(10, num_copies, seed=seed)
+    return build_family(base, tracer.base_tracer, keys, alpha, spec).eval()
 
 
 @pytest.fixture

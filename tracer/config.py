@@ -73,6 +73,8 @@ class EvidenceSpec:
     sources: list[int] | None = None   # None: every copy is a source in turn
     colluders: int = 1                 # buyers per group attacking together
     max_tries_factor: float = 3.0
+    shards: int = 1                    # contiguous image ranges per source, each its own unit
+    shard: int | None = None           # attack this range only (a cluster job); None: all, merged
 
 
 @dataclass
@@ -132,7 +134,8 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         tracer=_take(TracerSpec, tracer, ignore=("train",)) if tracer else TracerSpec(),
         tracer_training=_take(TracerTraining, tracer.train) if tracer else TracerTraining(),
         num_copies=s.num_copies, alpha=s.get("alpha", 0.0),
-        max_agreement=s.get("max_agreement", 1), reuse=s.get("reuse"),
+        max_agreement=s.get("max_agreement", 1), keying=s.get("keying", "permutation"),
+        reuse=s.get("reuse"),
         method=s.get("method", "tracer"), masked_fraction=s.get("masked_fraction", 0.1),
         finetune=_take(ClassifierTraining, s.finetune) if s.get("finetune") else
         ClassifierTraining(epochs=1), train_cache=s.get("train_cache"))
@@ -144,7 +147,9 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         evidence=EvidenceSpec(num=cfg.evidence.num,
                               sources=None if sources in (None, "all") else list(sources),
                               colluders=cfg.evidence.get("colluders", 1),
-                              max_tries_factor=cfg.evidence.max_tries_factor),
+                              max_tries_factor=cfg.evidence.max_tries_factor,
+                              shards=cfg.evidence.get("shards", 1),
+                              shard=cfg.evidence.get("shard")),
         seed=cfg.seed, device=resolve_device(cfg.device), stage=cfg.stage,
         progress=cfg.progress, method=cfg.separation.name, scorer=cfg.trace.scorer)
 

@@ -64,6 +64,12 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 of a tensor's values (contiguous, on the CPU): keys rebuilt from a seed are
+    checked against it."""
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
 def check_sha256(path: str | Path, expected: str | None) -> None:
     """Refuse ``path`` if it is missing or its sha256 differs from ``expected`` (None: no check)."""
     path = Path(path)

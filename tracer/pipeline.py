@@ -26,6 +26,10 @@ def run(cfg: DictConfig, out: str | Path) -> Run:
     """Run the pipeline described by ``cfg`` in run directory ``out`` (what the CLI does)."""
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}; choose one of {STAGES}")
+    if cfg.evidence.get("shard") is not None and cfg.stage != "attack":
+        raise ValueError("evidence.shard=j attacks one image range of an existing run: it needs "
+                         "stage=attack (and hydra.run.dir=<run>, or in a multirun "
+                         "hydra.sweep.dir=<run> hydra.sweep.subdir=.)")
     spec = to_spec(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,12 @@ def execute(spec: PipelineSpec, out: Path) -> None:
                                  sources=spec.evidence.sources,
                                  colluders=spec.evidence.colluders, adaptive=spec.adaptive,
                                  max_tries_factor=spec.evidence.max_tries_factor, seed=spec.seed,
+                                 shards=spec.evidence.shards, shard=spec.evidence.shard,
                                  device=dev, progress=progress)
+        if spec.evidence.shard is not None:
+            log.info("attack: shard %d of %d done; merge with stage=attack evidence.shards=%d",
+                     spec.evidence.shard, spec.evidence.shards, spec.evidence.shards)
+            return
     else:
         run_ = Run(out)
         evidence = {name: run_.load_evidence(name) for name in run_.attacks()}

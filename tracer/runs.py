@@ -27,8 +27,8 @@ import torch
 from tracer.evidence import Evidence
 from tracer.baselines import IndependentCopies, MaskedCopies
 from tracer.io import (IntegrityError, check_sha256, load_npy, load_weights, read_json, save_npy,
-                       sha256_file, write_json)
-from tracer.models.copies import CopyFamily
+                       sha256_file, tensor_sha256, write_json)
+from tracer.models.copies import CopyFamily, random_projections
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
 
@@ -136,8 +136,8 @@ class Run:
             base, tracer = build_base(model, inp), build_tracer(tracer_spec, inp)
             self._load_into(base, "base.pt", files)
             self._load_into(tracer, "tracer_base.pt", files)
-            perms = torch.tensor(m["permutations"], dtype=torch.long)
-            copies = build_family(base, tracer.base_tracer, perms, m["alpha"], tracer_spec)
+            copies = build_family(base, tracer.base_tracer, self._keys(m, inp), m["alpha"],
+                                  tracer_spec)
         elif method in ("naive", "watermark"):
             members = [self._load_into(build_base(model, inp), f"copy_{i}.pt", files)
                        for i in range(len(m["accuracy"]["copy_clean_acc"]))]
@@ -149,6 +149,28 @@ class Run:
         else:
             raise IntegrityError(f"{self.manifest_path}: unknown method {method!r}")
         return copies.to(device).eval()
+
+    def _keys(self, m: dict, inp: InputSpec) -> torch.Tensor:
+        """The copies' secret keys: the permutations the manifest lists, or the projections
+        rebuilt from its seed and checked against its sha256."""
+        keying = m.get("keying", "permutation")
+        try:
+            if keying == "permutation":
+                return torch.tensor(m["permutations"], dtype=torch.long)
+            if keying == "projection":
+                num = len(m["accuracy"]["copy_clean_acc"])
+                keys = random_projections(num, inp.num_classes, int(np.prod(inp.shape)),
+                                          seed=int(m["projection_seed"]))
+                expected = m["projections_sha256"]
+            else:
+                raise IntegrityError(f"{self.manifest_path}: unknown keying {keying!r}")
+        except (TypeError, ValueError, KeyError) as err:
+            raise IntegrityError(f"{self.manifest_path}: malformed keys ({err})") from None
+        if tensor_sha256(keys) != expected:
+            raise IntegrityError(f"{self.manifest_path}: the projections rebuilt from its seed do "
+                                 "not match its projections_sha256 (edited manifest, or another "
+                                 "torch)")
+        return keys
 
     def _load_into(self, module: torch.nn.Module, name: str, files: dict) -> torch.nn.Module:
         path = self.separate_dir / name
@@ -226,7 +248,8 @@ def copies_summary(manifest: dict) -> dict:
             "arch": manifest.get("model", {}).get("arch"),
             "num_classes": manifest.get("input", {}).get("num_classes"),
             "num_copies": len(manifest.get("accuracy", {}).get("copy_clean_acc", [])),
-            "alpha": manifest.get("alpha"), "seed": manifest.get("seed")}
+            "alpha": manifest.get("alpha"), "keying": manifest.get("keying"),
+            "seed": manifest.get("seed")}
 
 
 def versions() -> dict:

@@ -29,8 +29,9 @@ from tracer.evaluation.tables import results_markdown
 from tracer.evidence import Evidence
 from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
 from tracer.io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, check_sha256,
-                       load_weights, read_json, save_npy, sha256_file, write_json)
-from tracer.models.copies import CopyFamily
+                       load_weights, read_json, save_npy, sha256_file, tensor_sha256,
+                       write_json)
+from tracer.models.copies import CopyFamily, random_projections
 from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
                                    build_tracer)
 from tracer.runs import CopySet, Run, copies_summary, versions, write_manifest
@@ -42,6 +43,7 @@ from tracer.transforms import gaussian_noise, jpeg
 
 
 METHODS = ("tracer", "naive", "watermark")
+KEYINGS = ("permutation", "projection")
 
 
 @dataclass
@@ -58,6 +60,8 @@ class SeparationSpec:
     num_copies: int = 5
     alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
     max_agreement: int = 1       # permutations agree pairwise on at most this many positions
+    keying: str = "permutation"  # how copies differ: permutation (the paper, <= K(K-1) copies) or
+                                 # projection (residual tracer only: P_i R(x), any number)
     reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
                                  # trained the same way (ablations over alpha, gain, copies)
     method: str = "tracer"
@@ -71,6 +75,11 @@ class SeparationSpec:
             raise ValueError(f"unknown separation method {self.method!r}; known: {METHODS}")
         if self.num_copies < 1:
             raise ValueError(f"num_copies must be at least 1, got {self.num_copies}")
+        if self.keying not in KEYINGS:
+            raise ValueError(f"unknown keying {self.keying!r}; known: {KEYINGS}")
+        if self.keying == "projection" and self.tracer.kind != "residual":
+            raise ValueError("keying=projection needs the residual tracer (separation=residual); "
+                             f"this one is {self.tracer.kind!r}")
 
 
 def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: int = 0,
@@ -171,10 +180,16 @@ def _build_tracer(t: _Trainer) -> tuple[CopySet, dict]:
                        lambda m, ckpt: train_tracer(m, d.x_train, spec.tracer_training,
                                                     seed=t.seed + 1, device=t.device,
                                                     checkpoint=ckpt, progress=t.progress))
-    perms = make_permutations(d.num_classes, spec.num_copies, seed=t.seed,
-                              max_agreement=spec.max_agreement)
-    family = build_family(t.base, tracer.base_tracer, perms, spec.alpha, spec.tracer)
-    return family, {"tracer": asdict(spec.tracer), "alpha": spec.alpha, "permutations": perms}
+    extra = {"tracer": asdict(spec.tracer), "alpha": spec.alpha, "keying": spec.keying}
+    if spec.keying == "projection":
+        keys = random_projections(spec.num_copies, d.num_classes, int(np.prod(d.shape)),
+                                  seed=t.seed)
+        extra.update(projection_seed=t.seed, projections_sha256=tensor_sha256(keys))
+    else:
+        keys = make_permutations(d.num_classes, spec.num_copies, seed=t.seed,
+                                 max_agreement=spec.max_agreement)
+        extra["permutations"] = keys
+    return build_family(t.base, tracer.base_tracer, keys, spec.alpha, spec.tracer), extra
 
 
 def _build_naive(t: _Trainer) -> tuple[CopySet, dict]:
@@ -259,13 +274,21 @@ def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
 def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
            num_evidence: int, sources: list[int] | None = None, colluders: int = 1,
            adaptive: AdaptiveSpec | None = None, max_tries_factor: float = 3.0, seed: int = 0,
-           device: torch.device | str = "cpu", progress: bool = True) -> dict[str, Evidence]:
+           shards: int = 1, shard: int | None = None, device: torch.device | str = "cpu",
+           progress: bool = True) -> dict[str, Evidence]:
     """Run every attack from every source copy until ``num_evidence`` successful examples exist
     per attack (shared out evenly over the sources); writes ``attack/<name>/``.
 
     ``colluders`` > 1: consecutive sources form groups of that size, and each group attacks
     together (an example must fool all of its copies; the evidence names the group's first).
-    ``adaptive``: every source is an attacker who knows tracer exists (attacks.adaptive)."""
+    ``adaptive``: every source is an attacker who knows tracer exists (attacks.adaptive).
+    ``shards``: each source's images are cut into that many contiguous ranges, each with its
+    share of the examples wanted and its own resume file, so that jobs can attack them apart:
+    ``shard=j`` attacks range j only and writes no evidence (returns {}); a call without ``shard``
+    attacks what is left and merges every range into the evidence, the same as if one job had
+    done it all."""
+    if shard is not None and not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} outside 0..{shards - 1}")
     run = Run(out)
     sources = list(range(family.num_copies)) if sources is None else list(sources)
     groups = collusion_groups(sources, colluders)
@@ -282,13 +305,20 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
         for rank, group in enumerate(groups):
             pool = shared_pool(correct, len(groups), rank, seed)[:int(per_group * max_tries_factor)]
             tag = "-".join(map(str, group))
-            ev, n_tried = attack_copy(family, group[0] if colluders == 1 else group, spec,
-                                      data.x_test, data.y_test, pool, per_group, device=device,
-                                      progress=progress, seed=seed * 1000 + group[0],
-                                      part=run.attack_dir(spec.name) / "parts" / f"source_{tag}.npz",
-                                      adaptive=adaptive, train_images=data.x_train)
-            parts.append(ev)
-            tried += n_tried
+            for j, (images, wanted) in enumerate(shard_ranges(pool, per_group, shards)):
+                if shard is not None and j != shard:
+                    continue
+                name = f"source_{tag}.npz" if shards == 1 else f"source_{tag}_shard{j}of{shards}.npz"
+                ev, n_tried = attack_copy(family, group[0] if colluders == 1 else group, spec,
+                                          data.x_test, data.y_test, images, wanted,
+                                          device=device, progress=progress,
+                                          seed=seed * 1000 + group[0] + 7919 * j,
+                                          part=run.attack_dir(spec.name) / "parts" / name,
+                                          adaptive=adaptive, train_images=data.x_train)
+                parts.append(ev)
+                tried += n_tried
+        if shard is not None:
+            continue
         evidence = Evidence.concat(parts)
         evidence.params = {k: v for k, v in evidence.params.items() if k != "tried"}
         path = run.evidence_path(spec.name)
@@ -307,6 +337,15 @@ def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str |
         run.mark("attack", "done", key=spec.name, seconds=seconds)
         results[spec.name] = evidence
     return results
+
+
+def shard_ranges(pool: torch.Tensor, wanted: int, shards: int) -> list[tuple[torch.Tensor, int]]:
+    """``pool`` cut into ``shards`` contiguous ranges, each with its share of ``wanted`` (the
+    shares differ by at most one and sum to ``wanted``)."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    shares = [wanted // shards + (j < wanted % shards) for j in range(shards)]
+    return list(zip(torch.tensor_split(pool, shards), shares))
 
 
 def collusion_groups(sources: list[int], colluders: int) -> list[list[int]]:
@@ -354,8 +393,7 @@ def default_scorer(copies: CopySet) -> str:
     the residual one, else dol_disagree), a baseline's own for a baseline."""
     if not isinstance(copies, CopyFamily):
         return copies.scorers[0]
-    residual = hasattr(copies.tracer, "pre_activation_and_scale")
-    return "aligned_disagree" if residual else "dol_disagree"
+    return "aligned_disagree" if copies.has_residual else "dol_disagree"
 
 
 def traced_evidence(copies: CopySet, ev: Evidence, clean_images: torch.Tensor | None = None, *,

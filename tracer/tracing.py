@@ -58,22 +58,20 @@ def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
     return t[..., 0] - t[..., 1]
 
 
-def logit_dol_from_outputs(outputs: Tensor, pre_activation: Tensor, permutations: Tensor,
+def logit_dol_from_outputs(outputs: Tensor, pre_activations: Tensor,
                            clean_labels: Tensor | None = None) -> Tensor:
-    """DOL on T_0's pre-activations z, in units of z's spread over its K outputs per example.
-    cln is each copy's second label, or ``clean_labels`` when given.
+    """DOL on each copy's tracer pre-activations z, in units of z's spread over its K outputs
+    per example and copy. cln is each copy's second label, or ``clean_labels`` when given.
 
-    Shape: outputs [n, m, K]; pre_activation [n, K]; permutations [m, K]; clean_labels [n]
-    -> [n, m].
+    Shape: outputs, pre_activations [n, m, K]; clean_labels [n] -> [n, m].
     """
-    z = pre_activation / pre_activation.std(dim=1, keepdim=True).clamp_min(1e-12)
-    zp = z[:, permutations]
+    z = pre_activations / pre_activations.std(dim=-1, keepdim=True).clamp_min(1e-12)
     att = outputs.argmax(-1, keepdim=True)
     if clean_labels is None:
         cln = outputs.topk(2, dim=-1).indices[..., 1:]
     else:
         cln = clean_labels.view(-1, 1, 1).expand_as(att)
-    return (zp.gather(-1, att) - zp.gather(-1, cln)).squeeze(-1)
+    return (z.gather(-1, att) - z.gather(-1, cln)).squeeze(-1)
 
 
 @torch.no_grad()
@@ -83,42 +81,36 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
     ``clean_labels`` [n] (optional): what each image shows, for ``logit_dol_label``."""
     cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "logit", "label",
                                                      "aligned")}
-    scaled = hasattr(family.tracer, "pre_activation_and_scale")
     for idx in batches(len(x), batch_size):
         xb = x[idx].to(device)
         c = family.norm(family.base(xb))
-        if scaled:
-            z, scale = family.tracer.pre_activation_and_scale(xb)
-        else:
-            z = family.tracer_pre_activation(xb)
-        t = family.permuted(torch.tanh(z))
+        z, scale = family.tracer_pre_activations(xb)
+        t = torch.tanh(z)
         out = c.unsqueeze(1) + family.alpha * t
         cols["dol"].append(dol_from_outputs(out, t).cpu())
         cols["labels"].append(out.argmax(-1).cpu())
         cols["base"].append(c.argmax(-1).cpu())
-        cols["logit"].append(logit_dol_from_outputs(out, z, family.permutations).cpu())
+        cols["logit"].append(logit_dol_from_outputs(out, z).cpu())
         if clean_labels is not None:
-            cols["label"].append(logit_dol_from_outputs(
-                out, z, family.permutations, clean_labels[idx].to(device)).cpu())
-        if scaled:
-            cols["aligned"].append(aligned_from_outputs(out, z, scale, family.permutations).cpu())
+            cols["label"].append(logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
+        if scale is not None:
+            cols["aligned"].append(aligned_from_outputs(out, z, scale).cpu())
+    aligned = cols["aligned"]
     return Observation(torch.cat(cols["dol"]), torch.cat(cols["labels"]),
                        torch.cat(cols["base"]), torch.cat(cols["logit"]),
                        torch.cat(cols["label"]) if clean_labels is not None else None,
-                       torch.cat(cols["aligned"]) if scaled else None)
+                       torch.cat(aligned) if aligned else None)
 
 
-def aligned_from_outputs(outputs: Tensor, pre_activation: Tensor, scale: Tensor,
-                         permutations: Tensor) -> Tensor:
-    """(z_att - z_cln) / (sqrt 2 * scale) per copy: with z = gain * P R(x) and scale =
+def aligned_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor) -> Tensor:
+    """(z_att - z_cln) / (sqrt 2 * scale) per copy: with z = gain * P_i R(x) and scale =
     gain * |R(x)|, the cosine between R(x) and the copy's (att, cln) direction P_att - P_cln
     (whose norm is about sqrt 2).
 
-    Shape: outputs [n, m, K]; pre_activation [n, K]; scale [n]; permutations [m, K] -> [n, m].
+    Shape: outputs, pre_activations [n, m, K]; scale [n] -> [n, m].
     """
-    zp = pre_activation[:, permutations]
     top2 = outputs.topk(2, dim=-1).indices
-    z2 = zp.gather(-1, top2)
+    z2 = pre_activations.gather(-1, top2)
     return (z2[..., 0] - z2[..., 1]) / (2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
 
 

@@ -85,3 +85,41 @@ def test_copy_is_classifier_plus_alpha_times_permuted_tracer(family):
     assert family.predict(x).shape == (5, family.num_copies)
     with pytest.raises(IndexError):
         family.copy(family.num_copies)
+
+
+def test_projected_copies_are_classifier_plus_alpha_times_their_own_projection_of_r():
+    from conftest import tiny_family
+    family = tiny_family(num_copies=200, keying="projection")
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        c = family.norm(family.base(x))
+        r = family.tracer.noise(x).flatten(1)
+        outs = family.outputs(x)
+        for i in (0, 99, 199):
+            expected = c + family.alpha * torch.tanh(family.tracer.gain * r @ family.projections[i].T)
+            assert torch.allclose(family.copy(i)(x), expected, atol=1e-5)
+            assert torch.allclose(outs[:, i], expected, atol=1e-5)
+    assert family.num_copies == 200 and family.predict(x).shape == (3, 200)
+
+
+def test_projection_keys_have_unit_rows_and_do_not_depend_on_the_number_of_copies():
+    from tracer.models import random_projections
+    few, many = random_projections(3, 10, 64, seed=1), random_projections(1000, 10, 64, seed=1)
+    assert torch.equal(few, many[:3]) and many.shape == (1000, 10, 64)
+    assert torch.allclose(many.norm(dim=-1), torch.ones(1000, 10), atol=1e-5)
+    assert not torch.equal(few, random_projections(3, 10, 64, seed=2))
+    # every pair of copies' keys differ: the largest |cosine| between rows of two copies is small
+    flat = many[:50].flatten(0, 1)
+    cos = flat @ flat.T - torch.eye(500)
+    assert cos.abs().max() < 0.7
+
+
+def test_projection_keys_need_the_residual_tracer():
+    from conftest import tiny_family
+    with pytest.raises(ValueError, match="residual tracer"):
+        tiny_family(kind="vae", keying="projection")
+    from tracer.stages import SeparationSpec
+    with pytest.raises(ValueError, match="keying"):
+        SeparationSpec(keying="hash")
+    with pytest.raises(ValueError, match="residual tracer"):
+        SeparationSpec(keying="projection", tracer=TracerSpec(kind="vae"))

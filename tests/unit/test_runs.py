@@ -124,3 +124,20 @@ def test_evidence_made_against_other_copies_is_refused_naming_the_difference(run
     write_json(run.manifest_path, m)
     with pytest.raises(IntegrityError, match=r"evidence.npz: .*alpha 0.15 \(this run: 0.05\)"):
         run.load_evidence("fgsm")
+
+
+def test_projection_keyed_copies_reload_and_an_edited_seed_is_refused(tmp_path):
+    from dataclasses import replace
+    spec = replace(toy_separation(), keying="projection", num_copies=120)
+    family = separate(toy_data(), spec, tmp_path / "r", progress=False)
+    run = load_run(tmp_path / "r")
+    m = run.manifest
+    assert m["keying"] == "projection" and "permutations" not in m
+    assert len(m["accuracy"]["copy_clean_acc"]) == 120
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(run.load_family().outputs(x), family.outputs(x), atol=1e-6)
+    m["projection_seed"] += 1
+    write_json(run.manifest_path, m)
+    with pytest.raises(IntegrityError, match="projections_sha256"):
+        run.load_family()

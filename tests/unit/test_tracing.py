@@ -55,16 +55,17 @@ def test_logit_dol_reads_pre_activations_in_units_of_their_spread():
     z = torch.tensor([[3.0, 1.0, -1.0]])                              # std over K = 2
     perms = torch.tensor([[0, 1, 2], [2, 0, 1]])                      # copy 1 reads z[2], z[0], z[1]
     # copy 0: (z1 - z2) / 2 = 1; copy 1: slot 0 -> z2, slot 2 -> z1: (-1 - 1) / 2 = -1
-    assert torch.allclose(logit_dol_from_outputs(outputs, z, perms), torch.tensor([[1.0, -1.0]]))
+    zp = z[:, perms]
+    assert torch.allclose(logit_dol_from_outputs(outputs, zp), torch.tensor([[1.0, -1.0]]))
     # with the clean label 0: copy 0: (z1 - z0) / 2 = -1; copy 1: slot 0 is top-1 -> 0
-    labelled = logit_dol_from_outputs(outputs, z, perms, torch.tensor([0]))
+    labelled = logit_dol_from_outputs(outputs, zp, torch.tensor([0]))
     assert torch.allclose(labelled, torch.tensor([[-1.0, 0.0]]))
 
 
 def test_observe_matches_tanh_of_the_pre_activations(family):
     x = torch.rand(5, 1, 8, 8)
     obs = observe(family, x, clean_labels=torch.zeros(5, dtype=torch.long), batch_size=2)
-    assert torch.allclose(torch.tanh(family.tracer_pre_activation(x)), family.tracer(x))
+    assert torch.allclose(torch.tanh(family.tracer.pre_activation(x)), family.tracer(x))
     assert obs.logit_dol.shape == obs.logit_dol_label.shape == (5, family.num_copies)
     assert torch.isfinite(obs.logit_dol).all()
 
@@ -98,3 +99,23 @@ def test_aligned_disagree_needs_the_residual_tracer():
     assert obs.aligned is None
     with pytest.raises(ValueError, match="residual tracer"):
         score(obs, "aligned_disagree")
+
+
+def test_projected_copies_trace_from_one_pass_as_each_copy_alone_would():
+    from conftest import tiny_family
+    family = tiny_family(num_copies=40, keying="projection")
+    x = torch.rand(6, 1, 8, 8)
+    obs = observe(family, x, batch_size=4)
+    with torch.no_grad():
+        r = family.tracer.noise(x).flatten(1)
+        for j in (0, 17, 39):
+            copy = family.copy(j)
+            out, t = copy(x), copy.tracer_outputs(x)
+            top2 = out.topk(2, 1).indices
+            dol = (t.gather(1, top2[:, :1]) - t.gather(1, top2[:, 1:])).squeeze(1)
+            assert torch.allclose(obs.dol[:, j], dol, atol=1e-5)
+            assert torch.equal(obs.labels[:, j], out.argmax(1))
+            p = family.projections[j]
+            d = p[top2[:, 0]] - p[top2[:, 1]]
+            cos = (d * r).sum(1) / (2 ** 0.5 * r.norm(dim=1))
+            assert torch.allclose(obs.aligned[:, j], cos, atol=1e-4)

@@ -118,6 +118,15 @@ def collusion_rates(scores: Tensor, source: Tensor,
     return rate(any_named), rate(all_named)
 
 
+def copy_counts(m: int) -> list[int]:
+    """The numbers of copies the accuracy-vs-copies curve is reported at: every n = 2..m up to
+    m = 20, beyond that 2, 5, 10, 20, 50, ... and m itself."""
+    if m <= 20:
+        return list(range(2, m + 1))
+    grid = [b * 10 ** e for e in range(len(str(m))) for b in (1, 2, 5)]
+    return sorted({n for n in grid if 2 <= n < m} | {m})
+
+
 def trace_metrics(traced: Scored, evidence: Evidence, num_tried: int,
                   scorer: str = "dol", norms: dict | None = None,
                   groups: list[list[int]] | None = None) -> AttackMetrics:
@@ -136,7 +145,7 @@ def trace_metrics(traced: Scored, evidence: Evidence, num_tried: int,
     is_source = torch.zeros_like(traced.statistic, dtype=torch.bool)
     is_source[torch.arange(n), evidence.source] = True
     src, inn = traced.statistic[is_source], traced.statistic[~is_source]
-    sizes = list(range(2, scores.shape[1] + 1))
+    sizes = copy_counts(scores.shape[1])
     by_copies = accuracy_vs_num_copies(scores, evidence.source, sizes) if n else {}
     mc = monte_carlo_accuracy(scores[is_source], scores[~is_source], sizes) \
         if n and sizes else {}

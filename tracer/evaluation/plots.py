@@ -54,13 +54,18 @@ def confusion_matrix(source: Tensor, named: Tensor, num_copies: int, path: str |
     counts = np.zeros((num_copies, num_copies + 1), dtype=int)
     for s, v in zip(source.tolist(), named.tolist()):
         counts[s, v if v >= 0 else num_copies] += 1
-    fig, ax = plt.subplots(figsize=(0.55 * num_copies + 2.2, 0.5 * num_copies + 1.6))
-    ax.imshow(counts, cmap="Blues")
-    for (i, j), c in np.ndenumerate(counts):
-        ax.text(j, i, str(c), ha="center", va="center", fontsize=8,
-                color="white" if c > counts.max() / 2 else "black")
-    ax.set_xticks(range(num_copies + 1), [*map(str, range(num_copies)), "none"])
-    ax.set_yticks(range(num_copies))
+    # Past a few dozen copies (projection keys allow thousands) cells are pixels: no counts in
+    # them, a bounded figure, default ticks.
+    small = num_copies <= 25
+    fig, ax = plt.subplots(figsize=(0.55 * num_copies + 2.2, 0.5 * num_copies + 1.6) if small
+                           else (10, 9))
+    ax.imshow(counts, cmap="Blues", aspect="auto", interpolation="nearest")
+    if small:
+        for (i, j), c in np.ndenumerate(counts):
+            ax.text(j, i, str(c), ha="center", va="center", fontsize=8,
+                    color="white" if c > counts.max() / 2 else "black")
+        ax.set_xticks(range(num_copies + 1), [*map(str, range(num_copies)), "none"])
+        ax.set_yticks(range(num_copies))
     ax.set_xlabel("verdict")
     ax.set_ylabel("source copy")
     ax.set_title(title)

@@ -1,8 +1,12 @@
-"""The copies a seller ships: ``M_i(x) = norm(C(x)) + alpha * T_i(x)`` with ``T_i = pi_i(T_0)``.
+"""The copies a seller ships: ``M_i(x) = norm(C(x)) + alpha * T_i(x)``.
 
-:class:`CopyFamily` holds the shared parts (C, T_0) and the secret permutations; it evaluates all
-m copies from one pass of C and T_0, which is what makes tracing cost almost flat in m.
-:class:`Copy` is one buyer's model, an ordinary ``nn.Module`` an attacker can be handed.
+:class:`CopyFamily` holds the shared parts (C, T_0) and each copy's secret key: the paper's
+output permutation, ``T_i = pi_i(T_0)``, of which K classes allow at most K(K-1) copies that
+pairwise agree on at most one position. :class:`ProjectedCopyFamily` keys the residual tracer
+instead: copy i reads the shared noise residual R(x) through its own random projection P_i, so
+any number of copies exist. Both evaluate all m copies from one pass of C and T_0 (or R), which
+is what makes tracing cost almost flat in m. :class:`Copy` is one buyer's model, an ordinary
+``nn.Module`` an attacker can be handed.
 """
 from __future__ import annotations
 
@@ -40,44 +44,40 @@ class OutputNorm(nn.Module):
 
 
 class CopyFamily(nn.Module):
-    """All m copies of one classifier: shared C and T_0, one output permutation per copy.
+    """All m copies of one classifier: shared C and T_0, each copy's tracer read through its
+    own secret key (the subclasses: a permutation or a projection)."""
 
-    Shape: permutations [m, K] (row i maps tracer slot k to T_0 output permutations[i, k]).
-    """
-
-    def __init__(self, base: nn.Module, tracer: nn.Module, permutations: Tensor, alpha: float,
-                 norm: OutputNorm):
+    def __init__(self, base: nn.Module, tracer: nn.Module, alpha: float, norm: OutputNorm):
         super().__init__()
-        if permutations.ndim != 2:
-            raise ValueError("permutations must be [num_copies, num_classes]")
         self.base, self.tracer, self.norm = base, tracer, norm
-        self.register_buffer("permutations", permutations.long().clone())
         self.alpha = float(alpha)
 
     @property
     def num_copies(self) -> int:
-        return self.permutations.shape[0]
+        raise NotImplementedError
 
     @property
     def num_classes(self) -> int:
-        return self.permutations.shape[1]
+        raise NotImplementedError
 
-    def parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(norm(C(x)), T_0(x)), each [n, K]: everything the m copies need, computed once."""
-        return self.norm(self.base(x)), self.tracer(x)
+    @property
+    def has_residual(self) -> bool:
+        """Whether T_0 is the residual tracer, whose scale ``tracer_pre_activations`` reports."""
+        return hasattr(self.tracer, "pre_activation_and_scale")
 
-    def tracer_pre_activation(self, x: Tensor) -> Tensor:
-        """T_0 before its final tanh, [n, K] (T_0 = tanh of it)."""
-        return self.tracer.pre_activation(x)
+    def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Every copy's tracer before its tanh, [n, m, K], and (residual tracer only, else None)
+        gain * |R(x)| [n], the scale the alignment scorer divides by."""
+        raise NotImplementedError
 
-    def permuted(self, t0: Tensor) -> Tensor:
-        """T_0 outputs [n, K] -> every copy's tracer outputs [n, m, K]."""
-        return t0[:, self.permutations]
+    def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
+        """Copy ``index``'s tracer before its tanh, [n, K], computed for that copy alone."""
+        raise NotImplementedError
 
     def outputs(self, x: Tensor) -> Tensor:
         """Every copy's output M_i(x): [n, m, K]."""
-        c, t0 = self.parts(x)
-        return c.unsqueeze(1) + self.alpha * self.permuted(t0)
+        z, _ = self.tracer_pre_activations(x)
+        return self.norm(self.base(x)).unsqueeze(1) + self.alpha * torch.tanh(z)
 
     def predict(self, x: Tensor) -> Tensor:
         """Every copy's label for x: [n, m]."""
@@ -89,16 +89,97 @@ class CopyFamily(nn.Module):
         return Copy(self, index)
 
 
+class PermutedCopyFamily(CopyFamily):
+    """The paper's keys: ``T_i = pi_i(T_0)``.
+
+    Shape: permutations [m, K] (row i maps tracer slot k to T_0 output permutations[i, k]).
+    """
+
+    def __init__(self, base: nn.Module, tracer: nn.Module, permutations: Tensor, alpha: float,
+                 norm: OutputNorm):
+        super().__init__(base, tracer, alpha, norm)
+        if permutations.ndim != 2:
+            raise ValueError("permutations must be [num_copies, num_classes]")
+        self.register_buffer("permutations", permutations.long().clone())
+
+    @property
+    def num_copies(self) -> int:
+        return self.permutations.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self.permutations.shape[1]
+
+    def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.has_residual:
+            z, scale = self.tracer.pre_activation_and_scale(x)
+        else:
+            z, scale = self.tracer.pre_activation(x), None
+        return z[:, self.permutations], scale
+
+    def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
+        return self.tracer.pre_activation(x)[:, self.permutations[index]]
+
+
+class ProjectedCopyFamily(CopyFamily):
+    """Keys by projection: ``T_i(x) = tanh(gain * P_i R(x))`` with R the residual tracer's noise
+    predictor (shared, trained once) and P_i copy i's own K x d random projection with unit rows.
+    Two copies' (att, cln) directions are independent random directions in d dimensions (cosine
+    about 1/sqrt(d)), so the number of copies is not bounded by K(K-1).
+
+    Shape: projections [m, K, d].
+    """
+
+    def __init__(self, base: nn.Module, tracer: nn.Module, projections: Tensor, alpha: float,
+                 norm: OutputNorm):
+        super().__init__(base, tracer, alpha, norm)
+        if not hasattr(tracer, "noise"):
+            raise ValueError("projection keys need the residual tracer (separation=residual)")
+        if projections.ndim != 3:
+            raise ValueError("projections must be [num_copies, num_classes, input size]")
+        self.register_buffer("projections", projections.float().clone())
+
+    @property
+    def num_copies(self) -> int:
+        return self.projections.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self.projections.shape[1]
+
+    def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r = self.tracer.noise(x).flatten(1)
+        m, k, d = self.projections.shape
+        z = (r @ self.projections.view(m * k, d).T).view(len(x), m, k)
+        return self.tracer.gain * z, self.tracer.gain * r.norm(dim=1)
+
+    def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
+        return self.tracer.gain * self.tracer.noise(x).flatten(1) @ self.projections[index].T
+
+
+def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0) -> Tensor:
+    """Each copy's K x ``size`` projection, rows of unit norm, from a generator seeded by
+    ``seed`` and the copy's index (copy i's key does not depend on how many copies exist).
+
+    Shape: -> [num_copies, num_classes, size].
+    """
+    keys = torch.empty(num_copies, num_classes, size)
+    for i in range(num_copies):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        p = torch.randn(num_classes, size, generator=g)
+        keys[i] = p / p.norm(dim=1, keepdim=True)
+    return keys
+
+
 class Copy(nn.Module):
-    """Buyer ``index``'s model M_i = norm(C) + alpha * pi_i(T_0); outputs [n, K]."""
+    """Buyer ``index``'s model M_i = norm(C) + alpha * T_i; outputs [n, K]."""
 
     def __init__(self, family: CopyFamily, index: int):
         super().__init__()
         self.family, self.index = family, index
 
     def tracer_outputs(self, x: Tensor) -> Tensor:
-        return self.family.tracer(x)[:, self.family.permutations[self.index]]
+        return torch.tanh(self.family.copy_tracer_pre_activation(x, self.index))
 
     def forward(self, x: Tensor) -> Tensor:
-        c, t0 = self.family.parts(x)
-        return c + self.family.alpha * t0[:, self.family.permutations[self.index]]
+        return self.family.norm(self.family.base(x)) + self.family.alpha * self.tracer_outputs(x)

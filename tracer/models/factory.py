@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tracer.models.backbones import build_classifier
-from tracer.models.copies import CopyFamily, OutputNorm
+from tracer.models.copies import CopyFamily, OutputNorm, PermutedCopyFamily, ProjectedCopyFamily
 from tracer.models.residual import ResidualTracer
 from tracer.models.vae import VAETracer
 
@@ -68,7 +68,11 @@ def build_tracer(spec: TracerSpec, inp: InputSpec, seed: int = 0) -> VAETracer |
                           gain=spec.gain, seed=seed)
 
 
-def build_family(base: nn.Module, tracer: nn.Module, permutations: torch.Tensor, alpha: float,
+def build_family(base: nn.Module, tracer: nn.Module, keys: torch.Tensor, alpha: float,
                  spec: TracerSpec) -> CopyFamily:
-    return CopyFamily(base, tracer, permutations, alpha, OutputNorm(spec.output_norm,
-                                                                    spec.temperature))
+    """The copies of C keyed by ``keys``: permutations [m, K] (the paper's scheme) or
+    projections [m, K, d] of the residual tracer's R(x) (ours, for more than K(K-1) copies)."""
+    norm = OutputNorm(spec.output_norm, spec.temperature)
+    if keys.ndim == 3:
+        return ProjectedCopyFamily(base, tracer, keys, alpha, norm)
+    return PermutedCopyFamily(base, tracer, keys, alpha, norm)
