@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from tracer import stages
+from tracer import distributed, stages
 from tracer.config import PipelineSpec, to_spec
 from tracer.data import load_dataset
 from tracer.io import atomic_write_text
@@ -33,14 +33,19 @@ def run(cfg: DictConfig, out: str | Path) -> Run:
     spec = to_spec(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if spec.stage in ("all", "separate"):
+    if spec.stage in ("all", "separate") and distributed.is_main():
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     execute(spec, out)
     return Run(out)
 
 
 def execute(spec: PipelineSpec, out: Path) -> None:
-    stage, dev, progress = spec.stage, spec.device, spec.progress
+    stage, progress = spec.stage, spec.progress
+    dev = distributed.init_from_env(spec.device)
+    if distributed.world_size() > 1 and stage != "separate":
+        raise ValueError(f"under torchrun ({distributed.world_size()} processes) only "
+                         "stage=separate runs (training C and T_0); run the other stages in one "
+                         "process on the same run directory")
     # Baselines trace against the clean images, so their trace stage needs the data too.
     needs_data = stage in ("all", "separate", "attack", "calibrate") or (
         stage == "trace" and spec.separation.method != "tracer")

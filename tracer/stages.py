@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tracer import distributed
 from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
                                operating_curve, wrong_accusation_rate)
 from tracer.attacks.adaptive import AdaptiveSpec
@@ -101,12 +102,16 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
                                    predict_labels(copies.outputs, data.x_test, device=device).T]}
     if trainer.base is not None:
         accuracy["base_clean_acc"] = _acc(predict_labels(trainer.base, data.x_test, device=device), y)
+    distributed.barrier()
+    if not distributed.is_main():
+        return copies
     write_manifest(run, method=spec.method, dataset=data.name, inp=inp, model=spec.model,
                    seed=seed, accuracy=accuracy, files=trainer.files, **extra)
     resume = run.separate_dir / "resume"
     for f in resume.glob("*.pt") if resume.is_dir() else []:
         f.unlink()
-    run.mark("separate", "done", seconds=round(time.time() - start, 1), spec=asdict(spec))
+    run.mark("separate", "done", seconds=round(time.time() - start, 1), spec=asdict(spec),
+             processes=distributed.world_size())
     return copies
 
 
@@ -156,15 +161,22 @@ class _Trainer:
         cache = None if self.spec.train_cache is None else _cache_path(
             self.spec.train_cache, {"data": self.data.name, "data_sha256": self.data_sha256,
                                     "input": asdict(self.inp), **key}, name)
-        if not path.is_file() and cache is not None and cache.is_file():
-            atomic_write_bytes(path, cache.read_bytes())
-        if path.is_file():
+        main = distributed.is_main()
+        # under torchrun, every process must see the same files when it decides to train
+        distributed.barrier()
+        if cache is not None and cache.is_file():
+            module.load_state_dict(load_weights(cache if not path.is_file() else path))
+            if main and not path.is_file():
+                atomic_write_bytes(path, cache.read_bytes())
+        elif path.is_file():
             module.load_state_dict(load_weights(path))
         else:
-            _write_history(history, train(module, sep / "resume" / name))
-            atomic_torch_save(module.state_dict(), path)
-            if cache is not None:
-                atomic_write_bytes(cache, path.read_bytes())
+            rows = train(module, sep / "resume" / name)
+            if main:
+                _write_history(history, rows)
+                atomic_torch_save(module.state_dict(), path)
+                if cache is not None:
+                    atomic_write_bytes(cache, path.read_bytes())
         self.files.append(name)
         return module.eval()
 
@@ -202,7 +214,8 @@ def _build_watermark(t: _Trainer) -> tuple[CopySet, dict]:
     spec, d = t.spec, t.data
     t.base = t.classifier("base.pt", t.seed)
     keep = random_masks(spec.num_copies, tuple(d.shape), spec.masked_fraction, seed=t.seed)
-    save_npy(t.run.separate_dir / "masks.npy", keep.numpy().astype(np.float32))
+    if distributed.is_main():
+        save_npy(t.run.separate_dir / "masks.npy", keep.numpy().astype(np.float32))
     t.files.append("masks.npy")
     members = []
     for i in range(spec.num_copies):
@@ -563,6 +576,7 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False,
         base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
         scorer=next((a["scorer"] for a in attacks.values()), None), theta_deg=_theta(run),
+        keying=m.get("keying", "permutation") if m.get("method", "tracer") == "tracer" else None,
         abstain_threshold=calib.get("threshold"), innocent=calib.get("innocent", {}),
         versions=run.info().get("versions", versions())).to_json()
     write_json(run.metrics_path, metrics)

@@ -40,6 +40,8 @@ def metric_rows(path: Path) -> list[dict]:
         base = {k: m[k] for k in ("dataset", "model", "method", "num_copies", "alpha", "seed",
                                   "base_clean_acc")}
         base["theta_deg"] = m.get("theta_deg")
+        if m.get("keying") == "projection":   # a variant of the method: its own column
+            base["method"] += "/projection"
         base["min_copy_clean_acc"] = min(m["copy_clean_acc"])
         return [{**base, "attack": name, "run": str(path.parent), "colluders": a.get("colluders", 1),
                  "adaptive": a.get("adaptive", "none"),

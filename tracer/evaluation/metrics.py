@@ -64,6 +64,7 @@ class RunMetrics:
     copy_clean_acc: list[float]
     scorer: str | None = None
     theta_deg: float | None = None   # the VAE tracer's L_trap angle; None for other methods
+    keying: str | None = None   # the tracer's copies: permutation or projection; None: a baseline
     abstain_threshold: float | None = None  # below it tracer names nobody (innocent sets)
     innocent: dict = field(default_factory=dict)  # set -> false_accusation_rate, ...
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)

@@ -18,7 +18,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def results_markdown(metrics: dict) -> str:
     """The run summary: a line on the copies, then one row per attack (rates in %)."""
-    accs = ", ".join(pct(a) for a in metrics["copy_clean_acc"])
+    copy_accs = metrics["copy_clean_acc"]
+    accs = ", ".join(pct(a) for a in copy_accs) if len(copy_accs) <= 20 else \
+        f"{pct(min(copy_accs))}-{pct(max(copy_accs))}"
     alpha = "no tracer" if metrics["alpha"] is None else f"alpha {metrics['alpha']}"
     base = "" if metrics["base_clean_acc"] is None else \
         f"C clean acc {pct(metrics['base_clean_acc'])}%, "

@@ -36,17 +36,21 @@ def vae_loss(recon: Tensor, x: Tensor, mu: Tensor, sigma: Tensor) -> tuple[Tenso
     return mse, kl
 
 
+def draw_noise(shape: tuple[int, ...], kind: str, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> Tensor:
+    """Unit-scale noise xi: standard Gaussian, or uniform in [-1, 1], per entry."""
+    if kind == "gaussian":
+        return torch.randn(shape, generator=generator, device=device)
+    if kind == "uniform":
+        return torch.rand(shape, generator=generator, device=device) * 2 - 1
+    raise ValueError(f"unknown noise kind {kind!r}; known: {NOISE_KINDS}")
+
+
 def add_noise(x: Tensor, kind: str, scale: float | Tensor,
               generator: torch.Generator | None = None) -> Tensor:
-    """The noisy twin x + xi, clipped to [0, 1]: Gaussian with std ``scale`` or uniform in
-    [-scale, scale] per pixel; ``scale`` is a number or a tensor broadcastable to x."""
-    if kind == "gaussian":
-        xi = torch.randn(x.shape, generator=generator, device=x.device) * scale
-    elif kind == "uniform":
-        xi = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * scale
-    else:
-        raise ValueError(f"unknown noise kind {kind!r}; known: {NOISE_KINDS}")
-    return (x + xi).clamp_(0.0, 1.0)
+    """The noisy twin x + scale * xi, clipped to [0, 1]; ``scale`` is a number or a tensor
+    broadcastable to x."""
+    return (x + draw_noise(x.shape, kind, generator, x.device) * scale).clamp_(0.0, 1.0)
 
 
 def noise_prediction_loss(predicted: Tensor, noise: Tensor) -> Tensor:

@@ -1,7 +1,9 @@
 """Training loops for the classifier C and the base tracer T_0 (paper.md, "Separation").
 
 Both use :func:`fit`: plain epochs over in-memory tensors, Adam, a progress bar, and an atomic
-per-epoch checkpoint, so an interrupted stage resumes from its last finished epoch.
+per-epoch checkpoint, so an interrupted stage resumes from its last finished epoch. Under torchrun
+each process trains on its share of every batch (tracer.distributed) and the result matches one
+process's.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from tqdm.auto import tqdm
 
 from tracer.data import batches
 from tracer.io import atomic_torch_save, load_weights
-from tracer.separation.losses import (add_noise, noise_prediction_loss, noise_sensitive_loss,
+from tracer import distributed
+from tracer.separation.losses import (draw_noise, noise_prediction_loss, noise_sensitive_loss,
                                       random_noise_levels, vae_loss)
 
 
@@ -45,45 +48,69 @@ class TracerTraining:
     clean_fraction: float = 0.2  # residual: share of training images left clean
 
 
-Step = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, dict[str, float]]]
+@dataclass
+class BatchShare:
+    """The rows ``rows`` of a batch of ``size`` that this process computes. A step draws its
+    randomness for the whole batch and keeps these rows, so every process stays in step with the
+    shared generator and sees the noise one process would."""
+    rows: slice
+    size: int
+
+    def draw(self, sample: Callable[[int], Tensor]) -> Tensor:
+        """``sample(size)`` (randomness for the whole batch), restricted to this share."""
+        return sample(self.size)[self.rows]
+
+
+Step = Callable[[Tensor, Tensor, torch.Generator, BatchShare], tuple[Tensor, dict[str, float]]]
 
 
 def fit(model: nn.Module, x: Tensor, y: Tensor, step: Step, *, epochs: int, batch_size: int,
         lr: float, weight_decay: float = 0.0, seed: int = 0, device: torch.device | str = "cpu",
         checkpoint: Path | None = None, desc: str = "train", progress: bool = True) -> list[dict]:
-    """Run ``epochs`` of Adam on ``step(xb, yb, gen) -> (loss, logs)``; returns one row per epoch.
+    """Run ``epochs`` of Adam on ``step(xb, yb, gen, share) -> (loss, logs)``; returns one row
+    per epoch.
 
     Batches are shuffled by a generator seeded with (seed, epoch), so a resumed run sees the same
-    batches as an uninterrupted one.
+    batches as an uninterrupted one. Under torchrun every process starts from rank 0's checkpoint,
+    computes its share of each batch and sums gradients with the others; rank 0 alone writes.
     """
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = load_weights(checkpoint)
+    found = checkpoint is not None and checkpoint.is_file() and distributed.is_main()
+    state = distributed.broadcast_state(load_weights(checkpoint) if found else None)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
     for epoch in range(start, epochs):
         model.train()
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        sums: dict[str, float] = {}
-        n_seen = 0
+        sums = torch.zeros(0)
+        names: list[str] = []
+        n_seen = 0.0
         bar = tqdm(list(batches(len(x), batch_size, gen)), desc=f"{desc} {epoch + 1}/{epochs}",
                    disable=not progress, leave=False)
         for idx in bar:
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            loss, logs = step(xb, yb, gen)
+            rows, weight = distributed.batch_share(len(idx))
+            mine = idx[rows]
+            loss, logs = step(x[mine].to(device), y[mine].to(device), gen,
+                              BatchShare(rows, len(idx)))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()
+            distributed.sum_gradients(model)
             opt.step()
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v * len(idx)
-            n_seen += len(idx)
+            names = list(logs)
+            sums = (sums if len(sums) else torch.zeros(len(names) + 1, dtype=torch.float64)) + \
+                torch.tensor([*(v * len(idx) * weight for v in logs.values()), len(idx) * weight],
+                             dtype=torch.float64)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        history.append({"epoch": epoch + 1, **{k: v / n_seen for k, v in sums.items()}})
-        if checkpoint is not None:
+        sums = distributed.sum_tensor(sums)
+        n_seen = float(sums[-1])
+        history.append({"epoch": epoch + 1, **{k: float(v) / n_seen
+                                               for k, v in zip(names, sums[:-1])}})
+        if checkpoint is not None and distributed.is_main():
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                "epoch": epoch + 1, "history": history}, checkpoint)
     model.eval()
@@ -94,7 +121,7 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
                      seed: int = 0, device: torch.device | str = "cpu",
                      checkpoint: Path | None = None, progress: bool = True) -> list[dict]:
     """Train C with cross-entropy. Shape: x [N, C, H, W] in [0, 1]; y [N]."""
-    def step(xb: Tensor, yb: Tensor, gen: torch.Generator):
+    def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         acc = (logits.argmax(1) == yb).float().mean().item()
@@ -112,8 +139,10 @@ def train_vae_tracer(vae: nn.Module, x: Tensor, spec: TracerTraining, *, seed: i
     the VAE together; the loss is ``lam * (MSE + KL) + L_trap``."""
     x, labels = _tracer_subset(x, spec)
 
-    def step(xb: Tensor, _: Tensor, gen: torch.Generator):
-        xn = add_noise(xb, spec.noise, spec.noise_scale, generator=_device_gen(gen, xb))
+    def step(xb: Tensor, _: Tensor, gen: torch.Generator, share: BatchShare):
+        xi = share.draw(lambda n: draw_noise((n, *xb.shape[1:]), spec.noise,
+                                             _device_gen(gen, xb), xb.device))
+        xn = (xb + spec.noise_scale * xi).clamp(0.0, 1.0)
         recon, mu, sigma, t = vae(torch.cat([xb, xn]))
         mse, kl = vae_loss(recon, torch.cat([xb, xn]), mu, sigma)
         n = len(xb)
@@ -134,9 +163,12 @@ def train_residual_tracer(tracer: nn.Module, x: Tensor, spec: TracerTraining, *,
     (0 for the clean share); the projection P is fixed at construction."""
     x, labels = _tracer_subset(x, spec)
 
-    def step(xb: Tensor, _: Tensor, gen: torch.Generator):
-        sigma = random_noise_levels(len(xb), spec.noise_scale, spec.clean_fraction, gen)
-        noisy = add_noise(xb, spec.noise, sigma.to(xb.device), generator=_device_gen(gen, xb))
+    def step(xb: Tensor, _: Tensor, gen: torch.Generator, share: BatchShare):
+        sigma = share.draw(lambda n: random_noise_levels(n, spec.noise_scale,
+                                                         spec.clean_fraction, gen))
+        xi = share.draw(lambda n: draw_noise((n, *xb.shape[1:]), spec.noise,
+                                             _device_gen(gen, xb), xb.device))
+        noisy = (xb + sigma.to(xb.device) * xi).clamp(0.0, 1.0)
         loss = noise_prediction_loss(tracer.noise(noisy), noisy - xb)
         return loss, {"noise_mse": loss.item()}
 
