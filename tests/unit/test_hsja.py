@@ -57,3 +57,17 @@ def test_image_without_adversarial_start_comes_back_unchanged():
 def test_rank_within_owner():
     owner = torch.tensor([3, 1, 3, 3, 1, 0])
     assert _rank_within_owner(owner).tolist() == [0, 0, 1, 2, 1, 0]
+
+
+def test_epsilon_retires_each_image_once_within_it_and_saves_queries():
+    model, x, optimal = _setup()
+    y = torch.zeros(len(x), dtype=torch.long)
+    full = BatchedHopSkipJump(HardLabelOracle(model, 2), max_iter=30, max_eval=200, init_eval=50)
+    full.perturb(x, y)
+    eps = float(optimal.max()) * 1.5
+    early = BatchedHopSkipJump(HardLabelOracle(model, 2), max_iter=30, max_eval=200,
+                               init_eval=50, epsilon=eps)
+    x_adv = early.perturb(x, y)
+    assert (model(x_adv).argmax(1) == 1).all()
+    assert ((x_adv - x).flatten(1).norm(dim=1) <= eps).all()
+    assert (early.last_queries < full.last_queries).all()

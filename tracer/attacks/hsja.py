@@ -7,7 +7,10 @@ boundary's normal from ``init_eval * sqrt(t)`` random directions (capped at ``ma
 geometric step-size search along it. The order of these steps and every constant follow ART's
 implementation, so both spend the same queries on the same image; only the batching differs.
 ``project_final=True`` ends with one more binary search (the HSJA paper's own order), which leaves
-the result on the boundary instead of one step past it.
+the result on the boundary instead of one step past it. ``epsilon`` retires an image as soon as
+its adversarial point is within that L2 distance of the clean image (the attacker's perturbation
+budget: further iterations would only shrink a perturbation that already suffices); None runs
+every iteration, as ART does.
 """
 from __future__ import annotations
 
@@ -25,16 +28,17 @@ class BatchedHopSkipJump(HardLabelSearch):
 
     def __init__(self, predict: HardLabelOracle, max_iter: int = 20, max_eval: int = 1000,
                  init_eval: int = 100, init_size: int = 100, gamma: float = 1.0,
-                 project_final: bool = False, query_batch: int = 8192, seed: int = 0):
+                 project_final: bool = False, epsilon: float | None = None,
+                 query_batch: int = 256, seed: int = 0):
         super().__init__(predict, init_size, query_batch, seed)
         self.max_iter, self.max_eval, self.init_eval = max_iter, max_eval, init_eval
-        self.gamma, self.project_final = gamma, project_final
+        self.gamma, self.project_final, self.epsilon = gamma, project_final, epsilon
 
     def _run(self, x: Tensor, gen: torch.Generator) -> Tensor:
         d = x[0].numel()
         theta = self.gamma / (d * math.sqrt(d))
         cur, found = self._initial(x, gen)
-        idx = found.nonzero().flatten()
+        idx = self._unfinished(x, cur, found.nonzero().flatten())
         for t in range(self.max_iter):
             if len(idx) == 0:
                 break
@@ -46,10 +50,17 @@ class BatchedHopSkipJump(HardLabelSearch):
             update = self._gradient_direction(cs, idx, delta, num_eval, gen)
             dist = (cs - xs).flatten(1).norm(dim=1)
             cur[idx] = self._step(cs, update, idx, 2.0 * dist / math.sqrt(t + 1))
+            idx = self._unfinished(x, cur, idx)
         if self.project_final and len(idx):
             cur[idx] = self._binary_search(x[idx], cur[idx], idx,
                                            torch.full((len(idx),), theta, device=x.device))
         return cur
+
+    def _unfinished(self, x: Tensor, cur: Tensor, idx: Tensor) -> Tensor:
+        """The images of ``idx`` still farther than ``epsilon`` from their clean image."""
+        if self.epsilon is None or len(idx) == 0:
+            return idx
+        return idx[(cur[idx] - x[idx]).flatten(1).norm(dim=1) > self.epsilon]
 
     def _gradient_direction(self, cur: Tensor, idx: Tensor, delta: Tensor, num_eval: int,
                             gen: torch.Generator) -> Tensor:
@@ -93,4 +104,5 @@ class BatchedHopSkipJump(HardLabelSearch):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(L2, untargeted, max_iter={self.max_iter}, "
                 f"max_eval={self.max_eval}, init_eval={self.init_eval}, "
-                f"project_final={self.project_final}, budget={self.oracle.budget})")
+                f"project_final={self.project_final}, epsilon={self.epsilon}, "
+                f"budget={self.oracle.budget})")
