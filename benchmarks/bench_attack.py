@@ -24,6 +24,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import tracer
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--run", help="a run directory whose copy 0 to attack")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    np.random.seed(0)   # ART's adapter draws its seed from numpy's global generator
     run = load_run(args.run or default_run())
     spec = to_spec(tracer.compose(f"dataset={run.manifest['dataset']}"))
     data = load_dataset(spec.data.name, n_train=1000, n_test=None)

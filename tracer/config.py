@@ -137,6 +137,8 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
         max_agreement=s.get("max_agreement", 1), keying=s.get("keying", "permutation"),
         reuse=s.get("reuse"),
         method=s.get("method", "tracer"), masked_fraction=s.get("masked_fraction", 0.1),
+        classifiers=s.get("classifiers", "shared"),
+        orthogonal_weight=s.get("orthogonal_weight", 1.0),
         finetune=_take(ClassifierTraining, s.finetune) if s.get("finetune") else
         ClassifierTraining(epochs=1), train_cache=s.get("train_cache"))
     return PipelineSpec(

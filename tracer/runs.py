@@ -136,8 +136,13 @@ class Run:
             base, tracer = build_base(model, inp), build_tracer(tracer_spec, inp)
             self._load_into(base, "base.pt", files)
             self._load_into(tracer, "tracer_base.pt", files)
+            classifiers = None
+            if m.get("classifiers", "shared") == "orthogonal":
+                classifiers = torch.nn.ModuleList(
+                    [build_base(model, inp) for _ in m["accuracy"]["copy_clean_acc"]])
+                self._load_into(classifiers, "classifiers.pt", files)
             copies = build_family(base, tracer.base_tracer, self._keys(m, inp), m["alpha"],
-                                  tracer_spec)
+                                  tracer_spec, classifiers)
         elif method in ("naive", "watermark"):
             members = [self._load_into(build_base(model, inp), f"copy_{i}.pt", files)
                        for i in range(len(m["accuracy"]["copy_clean_acc"]))]
@@ -249,6 +254,7 @@ def copies_summary(manifest: dict) -> dict:
             "num_classes": manifest.get("input", {}).get("num_classes"),
             "num_copies": len(manifest.get("accuracy", {}).get("copy_clean_acc", [])),
             "alpha": manifest.get("alpha"), "keying": manifest.get("keying"),
+            "classifiers": manifest.get("classifiers"),
             "seed": manifest.get("seed")}
 
 

@@ -5,6 +5,7 @@ same functions. A finished stage is skipped when run again; an interrupted one r
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -37,6 +38,7 @@ from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base,
                                    build_tracer)
 from tracer.runs import CopySet, Run, copies_summary, versions, write_manifest
 from tracer.separation.permutations import make_permutations
+from tracer.separation.orthogonal import train_orthogonal_classifiers
 from tracer.separation.train import (TRAINERS, ClassifierTraining, TracerTraining,
                                      predict_labels, train_classifier)
 from tracer.tracing import Scored, named, observe, scored, verdict
@@ -45,6 +47,7 @@ from tracer.transforms import gaussian_noise, jpeg
 
 METHODS = ("tracer", "naive", "watermark")
 KEYINGS = ("permutation", "projection")
+CLASSIFIERS = ("shared", "orthogonal")
 
 
 @dataclass
@@ -66,8 +69,12 @@ class SeparationSpec:
     reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
                                  # trained the same way (ablations over alpha, gain, copies)
     method: str = "tracer"
+    classifiers: str = "shared"  # tracer: one C for every copy, or "orthogonal": copy i's own C_i
+                                 # fine-tuned from C with the gradient-orthogonal loss
+    orthogonal_weight: float = 1.0
     masked_fraction: float = 0.1  # watermark: share of input positions each copy masks
     finetune: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(epochs=1))
+                                 # watermark's copies and the orthogonal C_i start from C
     train_cache: str | None = None  # a directory of trained networks keyed by everything their
                                     # training depends on; None: no cache
 
@@ -76,6 +83,8 @@ class SeparationSpec:
             raise ValueError(f"unknown separation method {self.method!r}; known: {METHODS}")
         if self.num_copies < 1:
             raise ValueError(f"num_copies must be at least 1, got {self.num_copies}")
+        if self.classifiers not in CLASSIFIERS:
+            raise ValueError(f"unknown classifiers {self.classifiers!r}; known: {CLASSIFIERS}")
         if self.keying not in KEYINGS:
             raise ValueError(f"unknown keying {self.keying!r}; known: {KEYINGS}")
         if self.keying == "projection" and self.tracer.kind != "residual":
@@ -201,7 +210,25 @@ def _build_tracer(t: _Trainer) -> tuple[CopySet, dict]:
         keys = make_permutations(d.num_classes, spec.num_copies, seed=t.seed,
                                  max_agreement=spec.max_agreement)
         extra["permutations"] = keys
-    return build_family(t.base, tracer.base_tracer, keys, spec.alpha, spec.tracer), extra
+    classifiers = None
+    if spec.classifiers == "orthogonal":
+        classifiers = _orthogonal_classifiers(t)
+        extra.update(classifiers="orthogonal", orthogonal_weight=spec.orthogonal_weight)
+    return build_family(t.base, tracer.base_tracer, keys, spec.alpha, spec.tracer,
+                        classifiers), extra
+
+
+def _orthogonal_classifiers(t: _Trainer) -> torch.nn.ModuleList:
+    """Every copy's own C_i: C fine-tuned with the gradient-orthogonal loss (the paper's
+    counter-measure to collusion)."""
+    spec, d = t.spec, t.data
+    start = torch.nn.ModuleList([copy.deepcopy(t.base) for _ in range(spec.num_copies)])
+    key = {"role": "orthogonal", "model": asdict(spec.model), "base": asdict(spec.classifier),
+           "training": asdict(spec.finetune), "weight": spec.orthogonal_weight,
+           "copies": spec.num_copies, "seed": t.seed}
+    return t.trained("classifiers.pt", start, key, lambda m, ckpt: train_orthogonal_classifiers(
+        m, d.x_train, d.y_train, spec.finetune, spec.orthogonal_weight, seed=t.seed + 2,
+        device=t.device, checkpoint=ckpt, progress=t.progress))
 
 
 def _build_naive(t: _Trainer) -> tuple[CopySet, dict]:

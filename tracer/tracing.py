@@ -6,8 +6,8 @@ For candidate i: o = M_i(x_adv); att, cln = the top-1 and top-2 labels of o;
 Scorers turn one pass over the evidence (:class:`Observation`) into scores [n, m], higher meaning
 more likely the source:
 - ``dol``: the paper's rule.
-- ``dol_disagree`` (ours, docs/method.md): the copies whose label differs from the shared
-  classifier C's label come first, ordered by DOL; the others follow, ordered by DOL. An attack
+- ``dol_disagree`` (ours, docs/method.md): the copies whose label differs from their
+  classifier's (C's, or the copy's own C_i's) come first, ordered by DOL; the others follow, ordered by DOL. An attack
   that crosses only its own copy's boundary leaves exactly one copy disagreeing with C.
 - ``logit_dol`` (ours): DOL read before T_0's tanh, scaled by the spread of T_0's pre-activations
   on that example. Far past the boundary (white-box attacks) tanh saturates and the paper's DOL
@@ -36,8 +36,8 @@ from tracer.models.copies import CopyFamily
 class Observation:
     """What one pass of C and T_0 over the evidence tells about every candidate.
 
-    Shape: dol, logit_dol, labels, logit_dol_label, aligned [n, m]; base_labels [n] (C's own
-    label). ``logit_dol_label`` is None unless the clean labels were given, ``aligned`` unless
+    Shape: dol, logit_dol, labels, logit_dol_label, aligned, base_labels [n, m] (base_labels:
+    the label of each copy's classifier alone, C's or its own C_i's). ``logit_dol_label`` is None unless the clean labels were given, ``aligned`` unless
     the tracer is the residual one.
     """
     dol: Tensor
@@ -83,13 +83,13 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
                                                      "aligned")}
     for idx in batches(len(x), batch_size):
         xb = x[idx].to(device)
-        c = family.norm(family.base(xb))
+        c = family.base_outputs(xb)
         z, scale = family.tracer_pre_activations(xb)
         t = torch.tanh(z)
-        out = c.unsqueeze(1) + family.alpha * t
+        out = c + family.alpha * t
         cols["dol"].append(dol_from_outputs(out, t).cpu())
         cols["labels"].append(out.argmax(-1).cpu())
-        cols["base"].append(c.argmax(-1).cpu())
+        cols["base"].append(c.argmax(-1).expand_as(out[..., 0]).cpu())
         cols["logit"].append(logit_dol_from_outputs(out, z).cpu())
         if clean_labels is not None:
             cols["label"].append(logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
@@ -127,7 +127,7 @@ def _dol(obs: Observation) -> Tensor:
 
 def _disagreeing_first(obs: Observation, values: Tensor) -> Tensor:
     # values lie in [-2, 2], so an offset of 4 puts every disagreeing copy above every other.
-    return values + 4.0 * (obs.labels != obs.base_labels.unsqueeze(1)).float()
+    return values + 4.0 * (obs.labels != obs.base_labels).float()
 
 
 def _dol_disagree(obs: Observation) -> Tensor:

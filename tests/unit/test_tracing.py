@@ -41,7 +41,7 @@ def test_a_tie_at_the_top_names_nobody():
 
 def test_dol_disagree_puts_copies_that_disagree_with_c_first():
     obs = Observation(dol=torch.tensor([[1.9, 0.2, -0.5]]), labels=torch.tensor([[4, 4, 7]]),
-                      base_labels=torch.tensor([4]), logit_dol=torch.zeros(1, 3))
+                      base_labels=torch.tensor([[4, 4, 4]]), logit_dol=torch.zeros(1, 3))
     assert score(obs, "dol").argmax().item() == 0
     assert score(obs, "dol_disagree").argmax().item() == 2
     with pytest.raises(ValueError, match="scorer"):
@@ -73,7 +73,7 @@ def test_observe_matches_tanh_of_the_pre_activations(family):
 def test_observe_reports_the_base_classifier_label(family):
     x = torch.rand(4, 1, 8, 8)
     obs = observe(family, x)
-    assert torch.equal(obs.base_labels, family.base(x).argmax(1))
+    assert torch.equal(obs.base_labels, family.base(x).argmax(1, keepdim=True).expand(4, 3))
 
 
 def test_alignment_is_the_cosine_of_the_residual_with_each_copys_pair_direction(family):

@@ -61,14 +61,15 @@ class EOTModel(nn.Module):
 
 
 class WithoutTracer(nn.Module):
-    """norm(C(x)): the copy with alpha * T_i subtracted, by a buyer who holds a leaked T_i."""
+    """norm(C(x)) (or norm(C_i(x))): the copy with alpha * T_i subtracted, by a buyer who holds
+    a leaked T_i."""
 
-    def __init__(self, family: nn.Module):
+    def __init__(self, copy: nn.Module):
         super().__init__()
-        self.family = family
+        self.copy = copy
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.family.norm(self.family.base(x))
+        return self.copy.classifier_output(x)
 
 
 def post_process(spec: AdaptiveSpec, x_adv: Tensor, seed: int = 0) -> Tensor:
@@ -82,8 +83,7 @@ def post_process(spec: AdaptiveSpec, x_adv: Tensor, seed: int = 0) -> Tensor:
     return x_adv
 
 
-def attacker_model(spec: AdaptiveSpec, copy: nn.Module, family: nn.Module, x_train: Tensor,
-                   num_classes: int, *, seed: int = 0,
+def attacker_model(spec: AdaptiveSpec, copy: nn.Module, x_train: Tensor, num_classes: int, *, seed: int = 0,
                    device: torch.device | str = "cpu") -> nn.Module:
     """The model the attack runs on, built from the buyer's ``copy`` (never modified)."""
     if spec.kind in ("none", *_POST):
@@ -91,9 +91,9 @@ def attacker_model(spec: AdaptiveSpec, copy: nn.Module, family: nn.Module, x_tra
     if spec.kind == "eot":
         return EOTModel(copy, spec.std, spec.samples).eval()
     if spec.kind == "leaked_tracer":
-        if not hasattr(family, "tracer"):
+        if not hasattr(copy, "classifier_output"):
             raise ValueError("the leaked_tracer attacker needs the tracer method's copies")
-        return WithoutTracer(family).eval()
+        return WithoutTracer(copy).eval()
     if spec.kind == "prune":
         return prune(copy, spec.fraction)
     x = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))

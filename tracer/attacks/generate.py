@@ -103,7 +103,7 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
     copy = members[0] if len(members) == 1 else Colluders(members).eval()
     target = copy
     if adaptive is not None and adaptive.kind != "none":
-        target = attacker_model(adaptive, copy, family, train_images, family.num_classes,
+        target = attacker_model(adaptive, copy, train_images, family.num_classes,
                                 seed=seed, device=device)
     view = make_view(target, spec.threat, family.num_classes, device, spec.budget)
     attack = spec.factory(view)

@@ -44,13 +44,30 @@ class OutputNorm(nn.Module):
 
 
 class CopyFamily(nn.Module):
-    """All m copies of one classifier: shared C and T_0, each copy's tracer read through its
-    own secret key (the subclasses: a permutation or a projection)."""
+    """All m copies of one classifier: C and T_0, each copy's tracer read through its own
+    secret key (the subclasses: a permutation or a projection).
 
-    def __init__(self, base: nn.Module, tracer: nn.Module, alpha: float, norm: OutputNorm):
+    ``classifiers`` (optional, m modules): copy i's own classifier C_i in place of the shared C
+    (the paper's counter-measure to collusion: C_i fine-tuned from C with a gradient-orthogonal
+    loss, tracer.separation.orthogonal); ``base`` stays C.
+    """
+
+    def __init__(self, base: nn.Module, tracer: nn.Module, alpha: float, norm: OutputNorm,
+                 classifiers: nn.ModuleList | None = None):
         super().__init__()
         self.base, self.tracer, self.norm = base, tracer, norm
+        self.classifiers = classifiers
         self.alpha = float(alpha)
+
+    def base_outputs(self, x: Tensor) -> Tensor:
+        """norm(C(x)) [n, 1, K], or every copy's norm(C_i(x)) [n, m, K] with own classifiers."""
+        if self.classifiers is None:
+            return self.norm(self.base(x)).unsqueeze(1)
+        return torch.stack([self.norm(c(x)) for c in self.classifiers], dim=1)
+
+    def copy_base_output(self, x: Tensor, index: int) -> Tensor:
+        """Copy ``index``'s classifier part, norm(C(x)) or norm(C_i(x)): [n, K]."""
+        return self.norm((self.base if self.classifiers is None else self.classifiers[index])(x))
 
     @property
     def num_copies(self) -> int:
@@ -77,7 +94,7 @@ class CopyFamily(nn.Module):
     def outputs(self, x: Tensor) -> Tensor:
         """Every copy's output M_i(x): [n, m, K]."""
         z, _ = self.tracer_pre_activations(x)
-        return self.norm(self.base(x)).unsqueeze(1) + self.alpha * torch.tanh(z)
+        return self.base_outputs(x) + self.alpha * torch.tanh(z)
 
     def predict(self, x: Tensor) -> Tensor:
         """Every copy's label for x: [n, m]."""
@@ -96,8 +113,8 @@ class PermutedCopyFamily(CopyFamily):
     """
 
     def __init__(self, base: nn.Module, tracer: nn.Module, permutations: Tensor, alpha: float,
-                 norm: OutputNorm):
-        super().__init__(base, tracer, alpha, norm)
+                 norm: OutputNorm, classifiers: nn.ModuleList | None = None):
+        super().__init__(base, tracer, alpha, norm, classifiers)
         if permutations.ndim != 2:
             raise ValueError("permutations must be [num_copies, num_classes]")
         self.register_buffer("permutations", permutations.long().clone())
@@ -131,8 +148,8 @@ class ProjectedCopyFamily(CopyFamily):
     """
 
     def __init__(self, base: nn.Module, tracer: nn.Module, projections: Tensor, alpha: float,
-                 norm: OutputNorm):
-        super().__init__(base, tracer, alpha, norm)
+                 norm: OutputNorm, classifiers: nn.ModuleList | None = None):
+        super().__init__(base, tracer, alpha, norm, classifiers)
         if not hasattr(tracer, "noise"):
             raise ValueError("projection keys need the residual tracer (separation=residual)")
         if projections.ndim != 3:
@@ -181,5 +198,9 @@ class Copy(nn.Module):
     def tracer_outputs(self, x: Tensor) -> Tensor:
         return torch.tanh(self.family.copy_tracer_pre_activation(x, self.index))
 
+    def classifier_output(self, x: Tensor) -> Tensor:
+        """The copy without its tracer: norm(C(x)), or norm(C_i(x)) with own classifiers."""
+        return self.family.copy_base_output(x, self.index)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.family.norm(self.family.base(x)) + self.family.alpha * self.tracer_outputs(x)
+        return self.classifier_output(x) + self.family.alpha * self.tracer_outputs(x)

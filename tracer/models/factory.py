@@ -69,10 +69,10 @@ def build_tracer(spec: TracerSpec, inp: InputSpec, seed: int = 0) -> VAETracer |
 
 
 def build_family(base: nn.Module, tracer: nn.Module, keys: torch.Tensor, alpha: float,
-                 spec: TracerSpec) -> CopyFamily:
+                 spec: TracerSpec, classifiers: nn.ModuleList | None = None) -> CopyFamily:
     """The copies of C keyed by ``keys``: permutations [m, K] (the paper's scheme) or
-    projections [m, K, d] of the residual tracer's R(x) (ours, for more than K(K-1) copies)."""
+    projections [m, K, d] of the residual tracer's R(x) (ours, for more than K(K-1) copies);
+    with ``classifiers``, copy i's classifier is its own C_i."""
     norm = OutputNorm(spec.output_norm, spec.temperature)
-    if keys.ndim == 3:
-        return ProjectedCopyFamily(base, tracer, keys, alpha, norm)
-    return PermutedCopyFamily(base, tracer, keys, alpha, norm)
+    cls = ProjectedCopyFamily if keys.ndim == 3 else PermutedCopyFamily
+    return cls(base, tracer, keys, alpha, norm, classifiers)
