@@ -36,7 +36,8 @@ def default_family(candidates: int, seed: int = 0):
 
 
 @torch.no_grad()
-def per_candidate(family, x: torch.Tensor, candidates: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def per_candidate(family, x: torch.Tensor,
+                  candidates: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """DOL and label of each candidate in turn, running C and the candidate's tracer for it."""
     dols, labels = [], []
     for i in candidates:

@@ -1,11 +1,11 @@
 """Data-parallel training under torchrun: what :func:`tracer.separation.train.fit` needs of
 torch.distributed, and nothing when the process runs alone.
 
-``torchrun --nproc_per_node=N -m tracer.pipeline stage=separate hydra.run.dir=<run> ...`` starts N
-processes; :func:`init_from_env` joins them (NCCL on CUDA, gloo on CPU). Each process takes its
-share of every batch; gradients are summed over processes after each backward pass, the loss
-being pre-scaled so the sum is the gradient of the whole batch's mean, as one process computes
-it. Only rank 0 writes files.
+``torchrun --standalone --nproc_per_node=N -m tracer.pipeline stage=separate
+hydra.run.dir=<run> ...`` starts N processes; :func:`init_from_env` joins them (NCCL on CUDA,
+gloo on CPU). Each process takes its share of every batch; gradients are summed over processes
+after each backward pass, the loss being pre-scaled so the sum is the gradient of the whole
+batch's mean, as one process computes it. Only rank 0 writes files.
 """
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ def test_training_on_two_gloo_processes_matches_one_process(tmp_path):
             "separation.tracer.train.epochs=3"]
     pipeline(*args, f"hydra.run.dir={tmp_path / 'one'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2",
                            "-m", "tracer.pipeline", *args, f"hydra.run.dir={tmp_path / 'two'}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -26,8 +26,10 @@ def test_input_gradients_are_those_of_each_classifiers_cross_entropy():
     w = torch.randn(64)
     models = nn.ModuleList([Linear2(w), Linear2(-w)])
     x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 0])
-    g = input_gradients(models, x, y)
+    g, ce = input_gradients(models, x, y)
     assert g.shape == (2, 3, 64)
+    expected = sum(torch.nn.functional.cross_entropy(m(x), y) for m in models) / 2
+    assert ce.item() == pytest.approx(expected.item(), rel=1e-5)
     # the two models' logits differ in sign, so their gradients are opposite: cos^2 = 1
     assert gradient_orthogonality_loss(g).item() == pytest.approx(1.0, abs=1e-5)
 
@@ -36,12 +38,12 @@ def test_fine_tuning_turns_the_copies_gradients_apart():
     data = toy_data()
     base = tiny_family().base
     start = nn.ModuleList([copy.deepcopy(base) for _ in range(3)])
-    before = gradient_orthogonality_loss(input_gradients(start, data.x_train, data.y_train))
+    before = gradient_orthogonality_loss(input_gradients(start, data.x_train, data.y_train)[0])
     assert before.item() == pytest.approx(1.0, abs=1e-4)   # identical copies of C
     train_orthogonal_classifiers(start, data.x_train, data.y_train,
                                  ClassifierTraining(epochs=10, batch_size=48, lr=1e-2), weight=1.0,
                                  progress=False)
-    after = gradient_orthogonality_loss(input_gradients(start, data.x_train, data.y_train))
+    after = gradient_orthogonality_loss(input_gradients(start, data.x_train, data.y_train)[0])
     assert after.item() < 0.5 * before.item()
 
 

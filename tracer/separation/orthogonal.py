@@ -19,16 +19,18 @@ from torch import Tensor, nn
 from tracer.separation.train import BatchShare, ClassifierTraining, fit
 
 
-def input_gradients(classifiers: nn.ModuleList, x: Tensor, y: Tensor) -> Tensor:
+def input_gradients(classifiers: nn.ModuleList, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Each classifier's gradient of its cross-entropy with respect to the input, kept in the
-    graph (the loss below is differentiated through it). Shape: -> [m, n, d]."""
+    graph (the loss below is differentiated through it), and the classifiers' mean
+    cross-entropy from the same forward passes. Shape: -> ([m, n, d], scalar)."""
     x = x.detach().requires_grad_(True)
-    grads = []
+    grads, losses = [], []
     for c in classifiers:
         loss = F.cross_entropy(c(x), y, reduction="sum")
         (g,) = torch.autograd.grad(loss, x, create_graph=True)
         grads.append(g.flatten(1))
-    return torch.stack(grads)
+        losses.append(loss / len(x))
+    return torch.stack(grads), torch.stack(losses).mean()
 
 
 def gradient_orthogonality_loss(grads: Tensor) -> Tensor:
@@ -53,8 +55,7 @@ def train_orthogonal_classifiers(classifiers: nn.ModuleList, x: Tensor, y: Tenso
     """Fine-tune ``classifiers`` (the copies' C_i, each starting as C) together on (x, y) with
     cross-entropy + ``weight`` * gradient orthogonality; one history row per epoch."""
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
-        grads = input_gradients(classifiers, xb, yb)
-        ce = torch.stack([F.cross_entropy(c(xb), yb) for c in classifiers]).mean()
+        grads, ce = input_gradients(classifiers, xb, yb)
         orth = gradient_orthogonality_loss(grads)
         return ce + weight * orth, {"ce": ce.item(), "cos2": orth.item()}
 
