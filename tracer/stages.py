@@ -597,13 +597,15 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False,
         trace_json = run.trace_dir(name) / "trace.json"
         if trace_json.is_file():
             attacks[name] = {**read_json(trace_json), **calib.get("attacks", {}).get(name, {})}
+    tracer_method = m.get("method", "tracer") == "tracer"
     metrics = RunMetrics(
         dataset=m["dataset"], model=m["model"]["arch"], method=method,
         num_copies=len(m["accuracy"]["copy_clean_acc"]), alpha=m.get("alpha"), seed=m["seed"],
         base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
         scorer=next((a["scorer"] for a in attacks.values()), None), theta_deg=_theta(run),
-        keying=m.get("keying", "permutation") if m.get("method", "tracer") == "tracer" else None,
+        keying=m.get("keying", "permutation") if tracer_method else None,
+        classifiers=m.get("classifiers", "shared") if tracer_method else None,
         abstain_threshold=calib.get("threshold"), innocent=calib.get("innocent", {}),
         versions=run.info().get("versions", versions())).to_json()
     write_json(run.metrics_path, metrics)

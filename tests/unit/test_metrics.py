@@ -29,7 +29,7 @@ def test_trace_metrics_on_known_scores():
                            [0.0, 0.1, 0.9],   # right, transferable
                            [0.3, 0.9, 0.0]])  # right, non-transferable
     labels = torch.tensor([[3, 5, 5], [5, 3, 3], [3, 3, 3], [5, 3, 5]])
-    obs = Observation(scores, labels, torch.tensor([5, 5, 3, 5]), logit_dol=-scores)
+    obs = Observation(scores, labels, torch.tensor([5, 5, 3, 5]).view(4, 1).expand(4, 3), logit_dol=-scores)
     m = trace_metrics(scored(obs), ev, num_tried=8)
     assert m.trace_acc == 0.75 and m.transfer_rate == 0.5
     assert m.trace_acc_transferable == 0.5 and m.trace_acc_nontransferable == 1.0

@@ -40,8 +40,9 @@ def metric_rows(path: Path) -> list[dict]:
         base = {k: m[k] for k in ("dataset", "model", "method", "num_copies", "alpha", "seed",
                                   "base_clean_acc")}
         base["theta_deg"] = m.get("theta_deg")
-        if m.get("keying") == "projection":   # a variant of the method: its own column
-            base["method"] += "/projection"
+        for key, variant in (("keying", "projection"), ("classifiers", "orthogonal")):
+            if m.get(key) == variant:   # a variant of the method: its own column
+                base["method"] += f"/{variant}"
         base["min_copy_clean_acc"] = min(m["copy_clean_acc"])
         return [{**base, "attack": name, "run": str(path.parent), "colluders": a.get("colluders", 1),
                  "adaptive": a.get("adaptive", "none"),

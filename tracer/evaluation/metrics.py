@@ -65,6 +65,7 @@ class RunMetrics:
     scorer: str | None = None
     theta_deg: float | None = None   # the VAE tracer's L_trap angle; None for other methods
     keying: str | None = None   # the tracer's copies: permutation or projection; None: a baseline
+    classifiers: str | None = None  # the tracer's: shared (one C) or orthogonal (C_i per copy)
     abstain_threshold: float | None = None  # below it tracer names nobody (innocent sets)
     innocent: dict = field(default_factory=dict)  # set -> false_accusation_rate, ...
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)
