@@ -71,3 +71,39 @@ def test_epsilon_retires_each_image_once_within_it_and_saves_queries():
     assert (model(x_adv).argmax(1) == 1).all()
     assert ((x_adv - x).flatten(1).norm(dim=1) <= eps).all()
     assert (early.last_queries < full.last_queries).all()
+
+
+def test_epsilon_spends_no_gradient_estimate_on_a_boundary_point_already_within_it():
+    model, x, optimal = _setup()
+    eps = float(optimal.max()) * 1.5
+    attack = BatchedHopSkipJump(HardLabelOracle(model, 2), max_iter=30, max_eval=200,
+                                init_eval=50, epsilon=eps)
+    estimated_at = []
+    estimate = attack._gradient_direction
+
+    def spy(cur, idx, *args):
+        estimated_at.append((cur - x[idx]).flatten(1).norm(dim=1))
+        return estimate(cur, idx, *args)
+
+    attack._gradient_direction = spy
+    x_adv = attack.perturb(x, torch.zeros(len(x), dtype=torch.long))
+    assert estimated_at, "the attack never estimated a gradient: the test proves nothing"
+    assert (torch.cat(estimated_at) > eps).all()
+    assert ((x_adv - x).flatten(1).norm(dim=1) <= eps).all()
+
+
+def test_step_queries_only_points_inside_the_pixel_range():
+    model, x, _ = _setup(n=3)
+    oracle = HardLabelOracle(model, 2)
+    queried = []
+    answer = oracle._model
+
+    def spy(rows):
+        queried.append(rows)
+        return answer(rows)
+
+    oracle._model = spy
+    BatchedHopSkipJump(oracle, max_iter=5, max_eval=100, init_eval=20).perturb(
+        x, torch.zeros(3, dtype=torch.long))
+    rows = torch.cat(queried)
+    assert rows.min() >= 0 and rows.max() <= 1

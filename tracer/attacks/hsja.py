@@ -5,12 +5,13 @@ IEEE S&P 2020 (L2 version, untargeted). Each iteration per image: a binary searc
 boundary between the clean image and the current adversarial one, a Monte-Carlo estimate of the
 boundary's normal from ``init_eval * sqrt(t)`` random directions (capped at ``max_eval``), and a
 geometric step-size search along it. The order of these steps and every constant follow ART's
-implementation, so both spend the same queries on the same image; only the batching differs.
+implementation (the binary search's precision ``theta`` = 0.01 / sqrt(d), not the 1 / d^1.5 of the
+authors' code), so both spend the same queries on the same image; only the batching differs.
 ``project_final=True`` ends with one more binary search (the HSJA paper's own order), which leaves
 the result on the boundary instead of one step past it. ``epsilon`` retires an image as soon as
-its adversarial point is within that L2 distance of the clean image (the attacker's perturbation
-budget: further iterations would only shrink a perturbation that already suffices); None runs
-every iteration, as ART does.
+an adversarial point of it (the binary search's or the step's) is within that L2 distance of the
+clean image (the attacker's perturbation budget: further iterations would only shrink a
+perturbation that already suffices); None runs every iteration, as ART does.
 """
 from __future__ import annotations
 
@@ -27,25 +28,32 @@ class BatchedHopSkipJump(HardLabelSearch):
     """``perturb(x, y) -> x_adv`` for a batch, querying only ``predict`` (a hard-label oracle)."""
 
     def __init__(self, predict: HardLabelOracle, max_iter: int = 20, max_eval: int = 1000,
-                 init_eval: int = 100, init_size: int = 100, gamma: float = 1.0,
+                 init_eval: int = 100, init_size: int = 100, theta: float | None = None,
                  project_final: bool = False, epsilon: float | None = None,
-                 query_batch: int = 256, seed: int = 0):
+                 query_batch: int = 32, seed: int = 0):
         super().__init__(predict, init_size, query_batch, seed)
         self.max_iter, self.max_eval, self.init_eval = max_iter, max_eval, init_eval
-        self.gamma, self.project_final, self.epsilon = gamma, project_final, epsilon
+        self.theta, self.project_final, self.epsilon = theta, project_final, epsilon
 
     def _run(self, x: Tensor, gen: torch.Generator) -> Tensor:
         d = x[0].numel()
-        theta = self.gamma / (d * math.sqrt(d))
+        theta = 0.01 / math.sqrt(d) if self.theta is None else self.theta
         cur, found = self._initial(x, gen)
         idx = self._unfinished(x, cur, found.nonzero().flatten())
         for t in range(self.max_iter):
             if len(idx) == 0:
                 break
-            xs, cs = x[idx], cur[idx]
-            dist = (cs - xs).flatten(1).norm(dim=1)
-            delta = torch.full_like(dist, 0.1) if t == 0 else math.sqrt(d) * theta * dist
-            cs = self._binary_search(xs, cs, idx, torch.full_like(dist, theta))
+            xs = x[idx]
+            delta = (torch.full((len(idx),), 0.1, device=x.device) if t == 0
+                     else math.sqrt(d) * theta * (cur[idx] - xs).flatten(1).norm(dim=1))
+            cur[idx] = self._binary_search(xs, cur[idx], idx, torch.full_like(delta, theta))
+            # A boundary point already within epsilon needs no gradient estimate: the bulk of an
+            # iteration's queries.
+            far = self._far(x, cur, idx)
+            idx, xs, delta = idx[far], xs[far], delta[far]
+            if len(idx) == 0:
+                break
+            cs = cur[idx]
             num_eval = min(int(self.init_eval * math.sqrt(t + 1)), self.max_eval)
             update = self._gradient_direction(cs, idx, delta, num_eval, gen)
             dist = (cs - xs).flatten(1).norm(dim=1)
@@ -56,11 +64,15 @@ class BatchedHopSkipJump(HardLabelSearch):
                                            torch.full((len(idx),), theta, device=x.device))
         return cur
 
+    def _far(self, x: Tensor, cur: Tensor, idx: Tensor) -> Tensor:
+        """Which images of ``idx`` are still farther than ``epsilon`` from their clean image."""
+        if self.epsilon is None:
+            return torch.ones(len(idx), dtype=torch.bool, device=idx.device)
+        return (cur[idx] - x[idx]).flatten(1).norm(dim=1) > self.epsilon
+
     def _unfinished(self, x: Tensor, cur: Tensor, idx: Tensor) -> Tensor:
         """The images of ``idx`` still farther than ``epsilon`` from their clean image."""
-        if self.epsilon is None or len(idx) == 0:
-            return idx
-        return idx[(cur[idx] - x[idx]).flatten(1).norm(dim=1) > self.epsilon]
+        return idx[self._far(x, cur, idx)]
 
     def _gradient_direction(self, cur: Tensor, idx: Tensor, delta: Tensor, num_eval: int,
                             gen: torch.Generator) -> Tensor:
@@ -93,9 +105,9 @@ class BatchedHopSkipJump(HardLabelSearch):
         shape = (-1, *([1] * (cur.ndim - 1)))
         for _ in range(max_halvings):
             eps[todo] = eps[todo] / 2
-            cand = cur[todo] + eps[todo].view(shape) * update[todo]
+            cand = (cur[todo] + eps[todo].view(shape) * update[todo]).clamp(0.0, 1.0)
             ok = self._is_adv(cand, idx[todo])
-            out[todo[ok]] = cand[ok].clamp(0.0, 1.0)
+            out[todo[ok]] = cand[ok]
             todo = todo[~ok]
             if len(todo) == 0:
                 break
