@@ -54,6 +54,7 @@ def train_orthogonal_classifiers(classifiers: nn.ModuleList, x: Tensor, y: Tenso
                                  progress: bool = True) -> list[dict]:
     """Fine-tune ``classifiers`` (the copies' C_i, each starting as C) together on (x, y) with
     cross-entropy + ``weight`` * gradient orthogonality; one history row per epoch."""
+    _break_symmetry(classifiers, seed)
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
         grads, ce = input_gradients(classifiers, xb, yb)
         orth = gradient_orthogonality_loss(grads)
@@ -63,3 +64,16 @@ def train_orthogonal_classifiers(classifiers: nn.ModuleList, x: Tensor, y: Tenso
                lr=spec.lr, weight_decay=spec.weight_decay, seed=seed, device=device,
                checkpoint=checkpoint, desc="classifiers C_i (gradient-orthogonal)",
                progress=progress)
+
+
+@torch.no_grad()
+def _break_symmetry(classifiers: nn.ModuleList, seed: int, scale: float = 1e-2) -> None:
+    """Copies that start as the same C, fed the same batches, sit where the loss is stationary:
+    cos^2 = 1 is its maximum, where its gradient vanishes, so they would stay identical but for
+    float rounding. Adds seeded noise of ``scale`` times each parameter's RMS to every copy (the
+    same on every torchrun process)."""
+    gen = torch.Generator().manual_seed(seed)
+    for c in classifiers:
+        for p in c.parameters():
+            rms = p.pow(2).mean().sqrt()
+            p.add_(torch.randn(p.shape, generator=gen).to(p.device, p.dtype) * scale * rms)
