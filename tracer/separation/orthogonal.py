@@ -55,6 +55,7 @@ def train_orthogonal_classifiers(classifiers: nn.ModuleList, x: Tensor, y: Tenso
     """Fine-tune ``classifiers`` (the copies' C_i, each starting as C) together on (x, y) with
     cross-entropy + ``weight`` * gradient orthogonality; one history row per epoch."""
     _break_symmetry(classifiers, seed)
+
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
         grads, ce = input_gradients(classifiers, xb, yb)
         orth = gradient_orthogonality_loss(grads)
