@@ -10,12 +10,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from tracer.seeding import derived_seed
+
 
 def gaussian_noise(x: Tensor, std: float, seed: int = 0) -> Tensor:
-    """``x`` plus N(0, std^2) per pixel, clipped to [0, 1]."""
+    """``x`` plus N(0, std^2) per pixel, clipped to [0, 1]; the noise comes from its own stream
+    of ``seed`` (tracer.seeding), never from the one the tracer's projection was drawn from."""
     if std <= 0:
         raise ValueError(f"gaussian noise std must be positive, got {std}")
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(derived_seed(seed, "gaussian_noise"))
     return (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 

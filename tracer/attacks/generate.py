@@ -19,6 +19,7 @@ from tracer.attacks.adaptive import AdaptiveSpec, attacker_model, post_process
 from tracer.attacks.oracle import THREATS, make_view
 from tracer.evidence import Evidence
 from tracer.models.copies import CopyFamily
+from tracer.seeding import derived_seed
 from tracer.separation.train import predict_labels
 
 
@@ -120,7 +121,8 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
         # Never attack more images than still needed: every success is kept and counted.
         idx = pool[tried:tried + min(chunk, need)]
         chunk_seed = (seed * 1_000_003 + tried) % 2**32
-        torch.manual_seed(chunk_seed)
+        # torch's stream apart from the seed's own: manual_seed(seed)'s first normals are P's rows
+        torch.manual_seed(derived_seed(chunk_seed, "attack_chunk"))
         np.random.seed(chunk_seed)
         xb, yb = x[idx].to(device), y[idx].to(device)
         if guarded:

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from tracer.attacks.oracle import HardLabelOracle
+from tracer.seeding import derived_seed
 
 
 class HardLabelSearch:
@@ -34,7 +35,7 @@ class HardLabelSearch:
         self._y = self.oracle(x) if y is None else y.to(x.device)
         if y is None:
             self._queries += 1
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        gen = torch.Generator(device=x.device).manual_seed(derived_seed(self.seed, "hard_label"))
         out = self._run(x, gen)
         self.last_queries = self._queries.clone()
         return out.clamp(0.0, 1.0)

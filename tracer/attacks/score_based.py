@@ -19,6 +19,7 @@ from torch import Tensor
 
 from tracer.attacks.margin import margin_per_example
 from tracer.attacks.oracle import ScoreOracle
+from tracer.seeding import derived_seed
 
 
 class ScoreSignAttack:
@@ -55,7 +56,7 @@ class ScoreSignAttack:
             y = self.oracle(x).argmax(1)
             self._queries += 1
         y = y.to(x.device)
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        gen = torch.Generator(device=x.device).manual_seed(derived_seed(self.seed, "score_based"))
         self._reset_state(x)
         x_adv, active = x.clone(), torch.ones(n, dtype=torch.bool, device=x.device)
         budget = self.oracle.budget
