@@ -402,9 +402,9 @@ def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
     """Score every candidate copy on each attack's evidence, name the source, and write
     ``trace/<name>/`` (scores, per-example verdicts, metrics).
 
-    ``scorer``: one the copies support, or ``auto`` (the tracer: dol_disagree; a baseline: its
-    own rule). ``clean_images``: the test images the evidence's ``clean_index`` points into; the
-    watermark baseline needs them, the tracer does not.
+    ``scorer``: one the copies support, or ``auto`` (``default_scorer``). ``clean_images``: the
+    test images the evidence's ``clean_index`` points into; the watermark baseline needs them,
+    the tracer does not.
     """
     run = Run(out)
     results = {}
@@ -429,11 +429,11 @@ def trace(copies: CopySet, evidence: dict[str, Evidence], out: str | Path, *,
 
 
 def default_scorer(copies: CopySet) -> str:
-    """The rule ``scorer=auto`` means: ours for the tracer (aligned_disagree where the tracer is
+    """The rule ``scorer=auto`` means: ours for the tracer (debiased_disagree where the tracer is
     the residual one, else dol_disagree), a baseline's own for a baseline."""
     if not isinstance(copies, CopyFamily):
         return copies.scorers[0]
-    return "aligned_disagree" if copies.has_residual else "dol_disagree"
+    return "debiased_disagree" if copies.has_residual else "dol_disagree"
 
 
 def traced_evidence(copies: CopySet, ev: Evidence, clean_images: torch.Tensor | None = None, *,

@@ -19,6 +19,9 @@ more likely the source:
   ``(P_att - P_cln) . R(x) / (sqrt 2 |R(x)|)``. An attack on copy i pushes R(x) along that one
   direction; noise spreads over all of them, so noisy innocent images that happen to flip a copy
   score low (docs/method.md, "Deciding or abstaining").
+- ``debiased_disagree`` (ours, residual tracer only; its default): as ``aligned_disagree`` on the
+  debiased residual R(x) - R(x - R(x)). R also answers an image's own structure; that part
+  dilutes a small attack's alignment and cancels here (docs/method.md, section 5).
 """
 from __future__ import annotations
 
@@ -36,9 +39,10 @@ from tracer.models.copies import CopyFamily
 class Observation:
     """What one pass of C and T_0 over the evidence tells about every candidate.
 
-    Shape: dol, logit_dol, labels, logit_dol_label, aligned, base_labels [n, m] (base_labels:
-    the label of each copy's classifier alone, C's or its own C_i's). ``logit_dol_label`` is None unless the clean labels were given, ``aligned`` unless
-    the tracer is the residual one.
+    Shape: dol, logit_dol, labels, logit_dol_label, aligned, debiased, base_labels [n, m]
+    (base_labels: the label of each copy's classifier alone, C's or its own C_i's).
+    ``logit_dol_label`` is None unless the clean labels were given, ``aligned`` and
+    ``debiased`` unless the tracer is the residual one.
     """
     dol: Tensor
     labels: Tensor
@@ -46,6 +50,7 @@ class Observation:
     logit_dol: Tensor
     logit_dol_label: Tensor | None = None
     aligned: Tensor | None = None
+    debiased: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -80,7 +85,7 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
     """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch.
     ``clean_labels`` [n] (optional): what each image shows, for ``logit_dol_label``."""
     cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "logit", "label",
-                                                     "aligned")}
+                                                     "aligned", "debiased")}
     for idx in batches(len(x), batch_size):
         xb = x[idx].to(device)
         c = family.base_outputs(xb)
@@ -95,17 +100,17 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
             cols["label"].append(logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
         if scale is not None:
             cols["aligned"].append(aligned_from_outputs(out, z, scale).cpu())
-    aligned = cols["aligned"]
-    return Observation(torch.cat(cols["dol"]), torch.cat(cols["labels"]),
-                       torch.cat(cols["base"]), torch.cat(cols["logit"]),
-                       torch.cat(cols["label"]) if clean_labels is not None else None,
-                       torch.cat(aligned) if aligned else None)
+            cols["debiased"].append(aligned_from_outputs(
+                out, *family.debiased_pre_activations(xb)).cpu())
+    joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
+    return Observation(joined["dol"], joined["labels"], joined["base"], joined["logit"],
+                       joined["label"], joined["aligned"], joined["debiased"])
 
 
 def aligned_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor) -> Tensor:
-    """(z_att - z_cln) / (sqrt 2 * scale) per copy: with z = gain * P_i R(x) and scale =
-    gain * |R(x)|, the cosine between R(x) and the copy's (att, cln) direction P_att - P_cln
-    (whose norm is about sqrt 2).
+    """(z_att - z_cln) / (sqrt 2 * scale) per copy: with z = gain * P_i r and scale = gain * |r|,
+    the cosine between the residual r (R(x), or the debiased one) and the copy's (att, cln)
+    direction P_att - P_cln (whose norm is about sqrt 2); att and cln come from ``outputs``.
 
     Shape: outputs, pre_activations [n, m, K]; scale [n] -> [n, m].
     """
@@ -134,10 +139,18 @@ def _dol_disagree(obs: Observation) -> Tensor:
     return _disagreeing_first(obs, obs.dol)
 
 
+def _needs_residual(name: str, values: Tensor | None) -> Tensor:
+    if values is None:
+        raise ValueError(f"scorer {name} needs the residual tracer (separation=residual)")
+    return values
+
+
 def _aligned_disagree(obs: Observation) -> Tensor:
-    if obs.aligned is None:
-        raise ValueError("scorer aligned_disagree needs the residual tracer (separation=residual)")
-    return _disagreeing_first(obs, obs.aligned)
+    return _disagreeing_first(obs, _needs_residual("aligned_disagree", obs.aligned))
+
+
+def _debiased_disagree(obs: Observation) -> Tensor:
+    return _disagreeing_first(obs, _needs_residual("debiased_disagree", obs.debiased))
 
 
 def _logit_dol(obs: Observation) -> Tensor:
@@ -153,7 +166,8 @@ def _logit_dol_label(obs: Observation) -> Tensor:
 
 SCORERS: dict[str, Callable[[Observation], Tensor]] = {
     "dol": _dol, "dol_disagree": _dol_disagree, "logit_dol": _logit_dol,
-    "logit_dol_label": _logit_dol_label, "aligned_disagree": _aligned_disagree}
+    "logit_dol_label": _logit_dol_label, "aligned_disagree": _aligned_disagree,
+    "debiased_disagree": _debiased_disagree}
 
 
 def score(obs: Observation, scorer: str = "dol") -> Tensor:
@@ -178,8 +192,9 @@ class Scored:
 
 def scored(obs: Observation) -> Scored:
     """Every scorer that ``obs`` supports (``logit_dol_label`` only with clean labels,
-    ``aligned_disagree`` only for the residual tracer)."""
-    needs = {"logit_dol_label": obs.logit_dol_label, "aligned_disagree": obs.aligned}
+    ``aligned_disagree`` and ``debiased_disagree`` only for the residual tracer)."""
+    needs = {"logit_dol_label": obs.logit_dol_label, "aligned_disagree": obs.aligned,
+             "debiased_disagree": obs.debiased}
     usable = [n for n in SCORERS if needs.get(n, obs.dol) is not None]
     return Scored(obs.labels, {n: score(obs, n) for n in usable}, obs.dol)
 

@@ -51,6 +51,31 @@ def test_residual_tracer_answers_along_its_projection():
     assert t.argmax().item() == 2 and t[0, 2] == pytest.approx(torch.tanh(torch.tensor(1.0)).item())
 
 
+class _Fixed(torch.nn.Module):
+    """R(x) = f(x), to check the debiased residual against hand-worked values."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x):
+        return self.f(x)
+
+
+def test_debiased_residual_cancels_what_r_finds_again_on_the_denoised_image():
+    tr = ResidualTracer(4, 1, 8, width=4, depth=3)
+    x = torch.rand(3, 1, 8, 8)
+    # R answers only the image's own structure (the same on x and on x - R(x)): nothing is left
+    tr.noise = _Fixed(lambda v: torch.full_like(v, 0.1))
+    assert torch.allclose(tr.debiased_residual(x), torch.zeros(3, 64))
+    # R(x) = x - 0.5: D(x) = 0.5 everywhere, where R finds nothing, so all of R(x) is kept
+    tr.noise = _Fixed(lambda v: v - 0.5)
+    assert torch.allclose(tr.debiased_residual(x), (x - 0.5).flatten(1), atol=1e-6)
+    # D(x) is an image: clipped to [0, 1] before R reads it (R(x) = 2x gives D(x) = -x -> 0)
+    tr.noise = _Fixed(lambda v: 2 * v)
+    assert torch.allclose(tr.debiased_residual(x), 2 * x.flatten(1))
+
+
 def test_build_tracer_dispatches_on_kind():
     inp = InputSpec([1, 8, 8], 10, [0.5], [0.5])
     assert isinstance(build_tracer(TracerSpec(kind="vae", width=4), inp), VAETracer)

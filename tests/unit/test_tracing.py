@@ -96,9 +96,34 @@ def test_alignment_is_the_cosine_of_the_residual_with_each_copys_pair_direction(
 def test_aligned_disagree_needs_the_residual_tracer():
     from conftest import tiny_family
     obs = observe(tiny_family(kind="vae"), torch.rand(2, 1, 8, 8))
-    assert obs.aligned is None
-    with pytest.raises(ValueError, match="residual tracer"):
-        score(obs, "aligned_disagree")
+    assert obs.aligned is None and obs.debiased is None
+    for name in ("aligned_disagree", "debiased_disagree"):
+        with pytest.raises(ValueError, match=f"{name} needs the residual tracer"):
+            score(obs, name)
+
+
+@pytest.mark.parametrize("keying", ["permutation", "projection"])
+def test_debiased_alignment_is_the_cosine_of_the_debiased_residual(keying):
+    from conftest import tiny_family
+    family = tiny_family(num_copies=4, keying=keying)
+    x = torch.rand(5, 1, 8, 8)
+    obs = observe(family, x, batch_size=2)
+    t = family.tracer
+    with torch.no_grad():
+        r = t.noise(x)
+        r = (r - t.noise((x - r).clamp(0, 1))).flatten(1)
+        out = family.outputs(x)
+    top2 = out.topk(2, -1).indices
+    for j in range(family.num_copies):
+        key = (t.projection[family.permutations[j]] if keying == "permutation"
+               else family.projections[j])
+        d = key[top2[:, j, 0]] - key[top2[:, j, 1]]
+        cos = (d * r).sum(1) / (2 ** 0.5 * r.norm(dim=1))
+        assert torch.allclose(obs.debiased[:, j], cos, atol=1e-4)
+    # a copy disagreeing with C outranks every agreeing one, as with aligned_disagree
+    s = score(obs, "debiased_disagree")
+    disagree = obs.labels != obs.base_labels
+    assert torch.allclose(s, obs.debiased + 4.0 * disagree.float())
 
 
 def test_projected_copies_trace_from_one_pass_as_each_copy_alone_would():

@@ -91,6 +91,19 @@ class CopyFamily(nn.Module):
         """Copy ``index``'s tracer before its tanh, [n, K], computed for that copy alone."""
         raise NotImplementedError
 
+    def keyed(self, r: Tensor) -> Tensor:
+        """Residual-space vectors r [n, d] read through every copy's key (residual tracer
+        only), before the gain: [n, m, K]."""
+        raise NotImplementedError
+
+    def debiased_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """As ``tracer_pre_activations``, on the debiased residual R(x) - R(D(x))
+        (ResidualTracer.debiased_residual) and without the gain: ([n, m, K], its norm [n])."""
+        if not self.has_residual:
+            raise ValueError("the debiased residual needs the residual tracer (separation=residual)")
+        r = self.tracer.debiased_residual(x)
+        return self.keyed(r), r.norm(dim=1)
+
     def outputs(self, x: Tensor) -> Tensor:
         """Every copy's output M_i(x): [n, m, K]."""
         z, _ = self.tracer_pre_activations(x)
@@ -137,6 +150,9 @@ class PermutedCopyFamily(CopyFamily):
     def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
         return self.tracer.pre_activation(x)[:, self.permutations[index]]
 
+    def keyed(self, r: Tensor) -> Tensor:
+        return (r @ self.tracer.projection.T)[:, self.permutations]
+
 
 class ProjectedCopyFamily(CopyFamily):
     """Keys by projection: ``T_i(x) = tanh(gain * P_i R(x))`` with R the residual tracer's noise
@@ -166,9 +182,11 @@ class ProjectedCopyFamily(CopyFamily):
 
     def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r = self.tracer.noise(x).flatten(1)
+        return self.tracer.gain * self.keyed(r), self.tracer.gain * r.norm(dim=1)
+
+    def keyed(self, r: Tensor) -> Tensor:
         m, k, d = self.projections.shape
-        z = (r @ self.projections.view(m * k, d).T).view(len(x), m, k)
-        return self.tracer.gain * z, self.tracer.gain * r.norm(dim=1)
+        return (r @ self.projections.view(m * k, d).T).view(len(r), m, k)
 
     def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
         return self.tracer.gain * self.tracer.noise(x).flatten(1) @ self.projections[index].T
