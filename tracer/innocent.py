@@ -24,6 +24,9 @@ class InnocentSpec:
 
     ``attack`` makes the independent set's adversarial examples (on a classifier outside the
     candidates); ``num`` images per set (the independent set: successful examples).
+    ``confidence``: the threshold keeps the upper confidence bound of each set's false-accusation
+    rate within ``max_false_accusation`` (tracer.abstention); None: the rate seen on the
+    calibration half.
     """
     sets: list[str] = field(default_factory=lambda: list(INNOCENT_SETS))
     num: int = 400
@@ -31,6 +34,7 @@ class InnocentSpec:
     jpeg_quality: int = 75
     attack: AttackSpec | None = None
     max_false_accusation: float = 0.01
+    confidence: float | None = 0.8
 
     def __post_init__(self):
         unknown = set(self.sets) - set(INNOCENT_SETS)
@@ -38,6 +42,9 @@ class InnocentSpec:
             raise ValueError(f"unknown innocent set(s) {sorted(unknown)}; known: {INNOCENT_SETS}")
         if self.num < 2:
             raise ValueError(f"innocent.num must be at least 2 (two halves), got {self.num}")
+        if self.confidence is not None and not 0 < self.confidence < 1:
+            raise ValueError(f"innocent.confidence must be in (0, 1) or null, got "
+                             f"{self.confidence}")
 
 
 def innocent_evidence(x: Tensor, y: Tensor, clean_index: Tensor, name: str) -> Evidence:

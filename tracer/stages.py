@@ -20,7 +20,7 @@ import torch
 
 from tracer import distributed
 from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
-                               operating_curve, wrong_accusation_rate)
+                               operating_curve, rate_upper_bound, wrong_accusation_rate)
 from tracer.attacks.adaptive import AdaptiveSpec
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
 from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
@@ -487,18 +487,15 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
                 for name in spec.sets}
     split = {name: halves(len(s), seed) for name, s in innocent.items()}
     threshold = choose_threshold({k: s[split[k][0]] for k, s in innocent.items()},
-                                 spec.max_false_accusation)
+                                 spec.max_false_accusation, spec.confidence)
     attacks = {}
     for name in run.attacks():
         if run.stage_done("trace", name):
             attacks[name] = (run.load_trace_array(name, "scores"), run.load_evidence(name).source)
     result = {
         "scorer": use, "threshold": threshold, "max_false_accusation": spec.max_false_accusation,
-        "innocent": {k: {"num": len(s),
-                         "false_accusation_rate": false_accusation_rate(s[split[k][1]], threshold),
-                         "false_accusation_rate_calibration":
-                             false_accusation_rate(s[split[k][0]], threshold),
-                         "false_accusation_rate_no_abstain": false_accusation_rate(s, None)}
+        "confidence": spec.confidence,
+        "innocent": {k: _innocent_rates(s, *split[k], threshold, spec.confidence)
                      for k, s in innocent.items()},
         "attacks": {k: {"detection_rate": detection_rate(s, src, threshold),
                         "wrong_accusation_rate": wrong_accusation_rate(s, src, threshold)}
@@ -508,6 +505,22 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
     write_json(run.calibration_path, result)
     run.mark("calibrate", "done")
     return result
+
+
+def _innocent_rates(scores: torch.Tensor, calibration: torch.Tensor, held_out: torch.Tensor,
+                    threshold: float | None, confidence: float | None) -> dict:
+    """One innocent set's false accusations at ``threshold``: on its held-out half (with that
+    rate's upper bound at ``confidence``, when given), its calibration half, and without
+    abstention."""
+    rate = false_accusation_rate(scores[held_out], threshold)
+    rates = {"num": len(scores), "false_accusation_rate": rate,
+             "false_accusation_rate_calibration": false_accusation_rate(scores[calibration],
+                                                                        threshold),
+             "false_accusation_rate_no_abstain": false_accusation_rate(scores, None)}
+    if confidence is not None:
+        n = len(held_out)
+        rates["false_accusation_bound"] = rate_upper_bound(round(rate * n), n, confidence)
+    return rates
 
 
 def _curve_thresholds(innocent: dict, attacks: dict, points: int = 25) -> list[float]:

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
-                               operating_curve, wrong_accusation_rate)
+from tracer.abstention import (allowed_accusations, choose_threshold, detection_rate,
+                               false_accusation_rate, halves, operating_curve, rate_upper_bound,
+                               wrong_accusation_rate)
 from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
 from tracer.transforms import gaussian_noise, jpeg
 
@@ -31,6 +32,37 @@ def test_no_threshold_when_innocents_are_never_accused_and_ties_never_accuse():
         choose_threshold({"none": torch.zeros(0, 2)}, 0.01)
     with pytest.raises(ValueError, match="max_false_accusation"):
         choose_threshold({"a": tied}, 1.0)
+
+
+def test_rate_upper_bound_is_clopper_pearsons():
+    # none seen in n: the bound solves (1 - p)^n = 1 - confidence
+    assert rate_upper_bound(0, 200, 0.8) == pytest.approx(1 - 0.2 ** (1 / 200))
+    # k seen: P(Binomial(n, bound) <= k) = 1 - confidence
+    from scipy.stats import binom
+    ub = rate_upper_bound(3, 500, 0.95)
+    assert binom.cdf(3, 500, ub) == pytest.approx(0.05, abs=1e-9)
+    assert rate_upper_bound(7, 7, 0.9) == 1.0
+    with pytest.raises(ValueError, match="confidence"):
+        rate_upper_bound(0, 10, 1.0)
+    with pytest.raises(ValueError, match="accused"):
+        rate_upper_bound(11, 10, 0.8)
+
+
+def test_allowed_accusations_keep_the_upper_bound_within_the_target():
+    assert allowed_accusations(200, 0.01) == 2                 # the rate seen
+    assert allowed_accusations(200, 0.01, 0.8) == 0            # bound(0 of 200) = 0.80%
+    assert allowed_accusations(100, 0.01, 0.8) == 0            # bound(0 of 100) = 1.6%: too few
+    k = allowed_accusations(2000, 0.01, 0.8)
+    assert rate_upper_bound(k, 2000, 0.8) <= 0.01 < rate_upper_bound(k + 1, 2000, 0.8)
+    assert 10 <= k < 20
+
+
+def test_threshold_with_a_confidence_accuses_fewer_innocents():
+    a = _scores([5.0, 1.0, 0.5, 0.4] + [0.1] * 196)   # 200 images
+    plain = choose_threshold({"a": a}, 0.01)
+    bounded = choose_threshold({"a": a}, 0.01, confidence=0.8)
+    assert 0.5 < plain < 1.0 and 5.0 < bounded < 5.0 + 1e-5
+    assert false_accusation_rate(a, bounded) == 0.0
 
 
 def test_detection_and_wrong_accusation_at_a_threshold():
