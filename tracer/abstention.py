@@ -97,3 +97,31 @@ def operating_curve(innocent: dict[str, Tensor], evidence: dict[str, tuple[Tenso
              "false_accusation_rate": {k: false_accusation_rate(s, t) for k, s in innocent.items()},
              "detection_rate": {k: detection_rate(s, src, t) for k, (s, src) in evidence.items()}}
             for t in thresholds]
+
+
+def split_stability(innocent: dict[str, Tensor], evidence: dict[str, tuple[Tensor, Tensor]],
+                    max_false_accusation: float, confidence: float | None = None,
+                    splits: int = 200, seed: int = 0) -> dict:
+    """How the calibrate stage's operating point depends on its calibration/held-out split.
+
+    Over ``splits`` seeded splits (seeds seed, seed + 1, ...): the share of splits in which some
+    innocent set's held-out half is accused above ``max_false_accusation``, the mean and largest
+    worst-set held-out rate, and each attack's detection rate (min, mean, max). ``innocent``: set
+    -> scores [n, m]; ``evidence``: attack -> (scores [n, m], source [n]).
+    """
+    if splits < 1:
+        raise ValueError(f"splits must be at least 1, got {splits}")
+    worst, detections = [], {k: [] for k in evidence}
+    for s in range(seed, seed + splits):
+        split = {k: halves(len(v), s) for k, v in innocent.items()}
+        t = choose_threshold({k: v[split[k][0]] for k, v in innocent.items()},
+                             max_false_accusation, confidence)
+        worst.append(max(false_accusation_rate(v[split[k][1]], t) for k, v in innocent.items()))
+        for k, (scores, source) in evidence.items():
+            detections[k].append(detection_rate(scores, source, t))
+    return {"splits": splits, "max_false_accusation": max_false_accusation,
+            "confidence": confidence,
+            "share_above_target": sum(w > max_false_accusation for w in worst) / splits,
+            "worst_held_out_mean": sum(worst) / splits, "worst_held_out_max": max(worst),
+            "detection": {k: {"min": min(d), "mean": sum(d) / splits, "max": max(d)}
+                          for k, d in detections.items()}}

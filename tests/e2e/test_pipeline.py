@@ -57,6 +57,14 @@ def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down
     assert len(calib["curve"]) > 2
 
 
+def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
+    from tracer.evaluation.threshold_splits import main
+    result = main([str(tiny_run.path), "--splits", "4"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
+    assert result["scorer"] == "debiased_disagree" and result["splits"] == 4
+    assert 0 <= result["share_above_target"] <= 1 and set(result["detection"]) == {"hsja", "pgd"}
+
+
 def test_every_file_of_the_run_directory(tiny_run):
     p = tiny_run.path
     for rel in ("config.yaml", "run.json", "metrics.json", "results.md", "separate/manifest.json",

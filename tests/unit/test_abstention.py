@@ -5,7 +5,7 @@ import torch
 
 from tracer.abstention import (allowed_accusations, choose_threshold, detection_rate,
                                false_accusation_rate, halves, operating_curve, rate_upper_bound,
-                               wrong_accusation_rate)
+                               split_stability, wrong_accusation_rate)
 from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
 from tracer.transforms import gaussian_noise, jpeg
 
@@ -63,6 +63,24 @@ def test_threshold_with_a_confidence_accuses_fewer_innocents():
     bounded = choose_threshold({"a": a}, 0.01, confidence=0.8)
     assert 0.5 < plain < 1.0 and 5.0 < bounded < 5.0 + 1e-5
     assert false_accusation_rate(a, bounded) == 0.0
+
+
+def test_split_stability_counts_splits_whose_held_out_half_exceeds_the_target():
+    # 4 of 200 innocents score high: a half holding 3 or more of them exceeds 1% (2 of 100)
+    inn = _scores([5.0, 4.0, 3.0, 2.0] + [0.1] * 196)
+    ev = (torch.tensor([[6.0, 0.0], [0.5, 0.0]]), torch.tensor([0, 0]))
+    plain = split_stability({"a": inn}, {"pgd": ev}, 0.01, None, splits=50)
+    bound = split_stability({"a": inn}, {"pgd": ev}, 0.01, 0.8, splits=50)
+    assert plain["splits"] == 50 and 0 < plain["share_above_target"] < 1
+    # with the bound no calibration half may accuse anyone: fewer splits exceed the target, and
+    # only a half that got all four high scores can reach 4%
+    assert bound["share_above_target"] < plain["share_above_target"]
+    assert bound["worst_held_out_max"] <= 0.04
+    for result in (plain, bound):
+        d = result["detection"]["pgd"]          # the 6.0 example is named at every threshold
+        assert 0.5 <= d["min"] <= d["mean"] <= d["max"] <= 1.0
+    with pytest.raises(ValueError, match="splits"):
+        split_stability({"a": inn}, {}, 0.01, splits=0)
 
 
 def test_detection_and_wrong_accusation_at_a_threshold():

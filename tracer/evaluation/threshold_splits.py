@@ -1,0 +1,46 @@
+"""How much a run's abstention threshold owes to its calibration/held-out split.
+
+    python scripts/threshold_splits.py RUN [--splits 200] [--max-false-accusation 0.01]
+        [--confidence 0.8 | --confidence none]
+
+Traces the run's innocent sets with the scorer its calibrate stage used and reads the attacks'
+traced scores, then repeats the threshold choice over many seeded splits
+(``tracer.abstention.split_stability``) and prints the result as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from tracer.abstention import split_stability
+from tracer.io import read_json
+from tracer.runs import load_run
+from tracer.stages import traced_evidence
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run")
+    p.add_argument("--splits", type=int, default=200)
+    p.add_argument("--max-false-accusation", type=float, default=0.01)
+    p.add_argument("--confidence", default="0.8", help="a level in (0, 1), or none")
+    args = p.parse_args(argv)
+    confidence = None if args.confidence.lower() == "none" else float(args.confidence)
+    run = load_run(args.run)
+    if not run.calibration_path.is_file():
+        raise SystemExit(f"{run.path}: no innocent/calibration.json; run stage=calibrate first")
+    scorer = read_json(run.calibration_path)["scorer"]
+    family = run.load_family()
+    innocent = {name: traced_evidence(family, run.load_innocent(name)).scores[scorer]
+                for name in read_json(run.calibration_path)["innocent"]}
+    evidence = {}
+    for name in run.attacks():
+        if read_json(run.trace_dir(name) / "trace.json")["scorer"] != scorer:
+            raise SystemExit(f"{name} was traced with another scorer than calibrate's {scorer!r}; "
+                             "rerun stage=trace with the same trace.scorer")
+        evidence[name] = (run.load_trace_array(name, "scores"), run.load_evidence(name).source)
+    result = {"run": str(run.path), "scorer": scorer,
+              **split_stability(innocent, evidence, args.max_false_accusation, confidence,
+                                args.splits)}
+    print(json.dumps(result, indent=1))
+    return result
