@@ -475,12 +475,18 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
               separation: SeparationSpec, scorer: str = "auto", seed: int = 0,
               device: torch.device | str = "cpu", progress: bool = True) -> dict:
     """Trace the innocent sets, choose the abstention threshold on their calibration halves,
-    and measure false accusations (held-out halves) and detection (every traced attack) at it;
-    writes ``innocent/`` and returns ``innocent/calibration.json``'s content."""
+    and measure false accusations (held-out halves) and detection (every attack's evidence,
+    traced with the same scorer) at it; writes ``innocent/`` and returns
+    ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer or
+    the threshold's settings differ (the innocent sets are kept either way)."""
     run = Run(out)
-    if run.stage_done("calibrate"):
-        return read_json(run.calibration_path)
     use = default_scorer(copies) if scorer == "auto" else scorer
+    if run.stage_done("calibrate"):
+        done = read_json(run.calibration_path)
+        made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
+                     list(done.get("innocent", {})))
+        if made_with == (use, spec.max_false_accusation, spec.confidence, list(spec.sets)):
+            return done
     innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
                                                             seed, device, progress),
                                       data.x_test, device=device).scores[use]
@@ -490,8 +496,10 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
                                  spec.max_false_accusation, spec.confidence)
     attacks = {}
     for name in run.attacks():
-        if run.stage_done("trace", name):
-            attacks[name] = (run.load_trace_array(name, "scores"), run.load_evidence(name).source)
+        ev = run.load_evidence(name)
+        if len(ev):
+            attacks[name] = (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
+                             ev.source)
     result = {
         "scorer": use, "threshold": threshold, "max_false_accusation": spec.max_false_accusation,
         "confidence": spec.confidence,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tracer
-from tracer.abstention import rate_upper_bound
+from tracer.abstention import detection_rate, rate_upper_bound
 from tracer.evaluation.metrics import AttackMetrics, RunMetrics
 from tracer.runs import Run
 
@@ -55,6 +55,26 @@ def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down
         assert len(ev) == 40 and (ev.source == -1).all()
     assert m["abstain_threshold"] == calib["threshold"] and calib["confidence"] == 0.8
     assert len(calib["curve"]) > 2
+
+
+def test_calibrate_reruns_for_another_scorer_and_traces_the_attacks_with_it(tiny_run):
+    from tracer.stages import traced_evidence
+    path = tiny_run.path / "innocent" / "calibration.json"
+    before = json.loads(path.read_text())
+    tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), tiny_run.path)
+    assert json.loads(path.read_text()) == before                       # same settings: kept
+    try:
+        tracer.run(tracer.compose("debug=tiny", "stage=calibrate", "trace.scorer=dol"),
+                   tiny_run.path)
+        other = json.loads(path.read_text())
+        assert other["scorer"] == "dol" and other["threshold"] != before["threshold"]
+        family, ev = tiny_run.load_family(), tiny_run.load_evidence("hsja")
+        scores = traced_evidence(family, ev).scores["dol"]
+        assert other["attacks"]["hsja"]["detection_rate"] == detection_rate(
+            scores, ev.source, other["threshold"])
+    finally:   # the other tests read the default calibration
+        tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), tiny_run.path)
+    assert json.loads(path.read_text()) == before
 
 
 def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
