@@ -89,7 +89,10 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
     for idx in batches(len(x), batch_size):
         xb = x[idx].to(device)
         c = family.base_outputs(xb)
-        z, scale = family.tracer_pre_activations(xb)
+        if family.has_residual:
+            z, scale, z_debiased, scale_debiased = family.residual_pre_activations(xb)
+        else:
+            (z, scale), z_debiased = family.tracer_pre_activations(xb), None
         t = torch.tanh(z)
         out = c + family.alpha * t
         cols["dol"].append(dol_from_outputs(out, t).cpu())
@@ -100,8 +103,7 @@ def observe(family: CopyFamily, x: Tensor, clean_labels: Tensor | None = None,
             cols["label"].append(logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
         if scale is not None:
             cols["aligned"].append(aligned_from_outputs(out, z, scale).cpu())
-            cols["debiased"].append(aligned_from_outputs(
-                out, *family.debiased_pre_activations(xb)).cpu())
+            cols["debiased"].append(aligned_from_outputs(out, z_debiased, scale_debiased).cpu())
     joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
     return Observation(joined["dol"], joined["labels"], joined["base"], joined["logit"],
                        joined["label"], joined["aligned"], joined["debiased"])

@@ -3,8 +3,8 @@
     python scripts/threshold_splits.py RUN [--splits 200] [--max-false-accusation 0.01]
         [--confidence 0.8 | --confidence none]
 
-Traces the run's innocent sets with the scorer its calibrate stage used and reads the attacks'
-traced scores, then repeats the threshold choice over many seeded splits
+Traces the run's innocent sets and attack evidence with the scorer its calibrate stage used, as
+that stage does, then repeats the threshold choice over many seeded splits
 (``tracer.abstention.split_stability``) and prints the result as JSON.
 """
 from __future__ import annotations
@@ -29,16 +29,15 @@ def main(argv: list[str] | None = None) -> dict:
     run = load_run(args.run)
     if not run.calibration_path.is_file():
         raise SystemExit(f"{run.path}: no innocent/calibration.json; run stage=calibrate first")
-    scorer = read_json(run.calibration_path)["scorer"]
-    family = run.load_family()
-    innocent = {name: traced_evidence(family, run.load_innocent(name)).scores[scorer]
-                for name in read_json(run.calibration_path)["innocent"]}
-    evidence = {}
-    for name in run.attacks():
-        if read_json(run.trace_dir(name) / "trace.json")["scorer"] != scorer:
-            raise SystemExit(f"{name} was traced with another scorer than calibrate's {scorer!r}; "
-                             "rerun stage=trace with the same trace.scorer")
-        evidence[name] = (run.load_trace_array(name, "scores"), run.load_evidence(name).source)
+    calibration = read_json(run.calibration_path)
+    scorer, family = calibration["scorer"], run.load_family()
+
+    def scores(ev):
+        return traced_evidence(family, ev).scores[scorer]
+
+    innocent = {name: scores(run.load_innocent(name)) for name in calibration["innocent"]}
+    evidence = {name: (scores(ev), ev.source)
+                for name in run.attacks() if len(ev := run.load_evidence(name))}
     result = {"run": str(run.path), "scorer": scorer,
               **split_stability(innocent, evidence, args.max_false_accusation, confidence,
                                 args.splits)}

@@ -96,13 +96,17 @@ class CopyFamily(nn.Module):
         only), before the gain: [n, m, K]."""
         raise NotImplementedError
 
-    def debiased_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """As ``tracer_pre_activations``, on the debiased residual R(x) - R(D(x))
-        (ResidualTracer.debiased_residual) and without the gain: ([n, m, K], its norm [n])."""
+    def residual_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``tracer_pre_activations`` (z [n, m, K], gain * |R(x)| [n]) and the same for the
+        debiased residual R(x) - R(D(x)) (ResidualTracer.debiased_residual) without the gain,
+        from one pass of R over x (residual tracer only)."""
         if not self.has_residual:
             raise ValueError("the debiased residual needs the residual tracer (separation=residual)")
-        r = self.tracer.debiased_residual(x)
-        return self.keyed(r), r.norm(dim=1)
+        r = self.tracer.noise(x)
+        flat, debiased = r.flatten(1), self.tracer.debiased_residual(x, r)
+        gain = self.tracer.gain
+        return (gain * self.keyed(flat), gain * flat.norm(dim=1), self.keyed(debiased),
+                debiased.norm(dim=1))
 
     def outputs(self, x: Tensor) -> Tensor:
         """Every copy's output M_i(x): [n, m, K]."""

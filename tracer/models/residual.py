@@ -56,14 +56,15 @@ class ResidualTracer(nn.Module):
         r = self.noise(x).flatten(1)
         return self.gain * r @ self.projection.T, self.gain * r.norm(dim=1)
 
-    def debiased_residual(self, x: Tensor) -> Tensor:
+    def debiased_residual(self, x: Tensor, r: Tensor | None = None) -> Tensor:
         """R(x) - R(D(x)), with D(x) = x - R(x) clipped to [0, 1] the denoised image; [n, d].
 
         R answers an image's own edges and textures too (|R| about 0.13 on clean test images,
         against 0.3 for an HSJA example): that part returns on D(x) and cancels, while what an
         attack or noise added, which D removes, stays. Tracing reads its alignment
-        (``debiased_disagree``); the copies' outputs still use R(x)."""
-        r = self.noise(x)
+        (``debiased_disagree``); the copies' outputs still use R(x). ``r``: R(x), if already
+        computed."""
+        r = self.noise(x) if r is None else r
         return (r - self.noise((x - r).clamp(0.0, 1.0))).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
