@@ -1,0 +1,132 @@
+"""The calibrate stage: trace inputs no copy is the source of, choose the score below which
+tracer abstains, and measure false accusations and detection there; writes ``innocent/``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tracer.abstention import (choose_threshold, detection_rate, false_accusation_rate, halves,
+                               operating_curve, rate_upper_bound, wrong_accusation_rate)
+from tracer.attacks.generate import attack_copy, shared_pool
+from tracer.baselines import IndependentCopies
+from tracer.data import ImageData
+from tracer.evidence import Evidence
+from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
+from tracer.io import read_json, write_json
+from tracer.runs import CopySet, Run
+from tracer.separation.train import predict_labels
+from tracer.stages.separating import SeparationSpec, Trainer, input_spec
+from tracer.stages.tracing import default_scorer, traced_evidence
+from tracer.transforms import gaussian_noise, jpeg
+
+
+INDEPENDENT_SEED = 7919  # the independent classifier's seed offset: far from any copy's seed
+
+
+def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: InnocentSpec,
+              separation: SeparationSpec, scorer: str = "auto", seed: int = 0,
+              device: torch.device | str = "cpu", progress: bool = True) -> dict:
+    """Trace the innocent sets, choose the abstention threshold on their calibration halves,
+    and measure false accusations (held-out halves) and detection (every attack's evidence,
+    traced with the same scorer) at it; writes ``innocent/`` and returns
+    ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer or
+    the threshold's settings differ (the innocent sets are kept either way)."""
+    run = Run(out)
+    use = default_scorer(copies) if scorer == "auto" else scorer
+    if run.stage_done("calibrate"):
+        done = read_json(run.calibration_path)
+        made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
+                     list(done.get("innocent", {})))
+        if made_with == (use, spec.max_false_accusation, spec.confidence, list(spec.sets)):
+            return done
+    innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
+                                                            seed, device, progress),
+                                      data.x_test, device=device).scores[use]
+                for name in spec.sets}
+    split = {name: halves(len(s), seed) for name, s in innocent.items()}
+    threshold = choose_threshold({k: s[split[k][0]] for k, s in innocent.items()},
+                                 spec.max_false_accusation, spec.confidence)
+    attacks = {}
+    for name in run.attacks():
+        ev = run.load_evidence(name)
+        if len(ev):
+            attacks[name] = (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
+                             ev.source)
+    result = {
+        "scorer": use, "threshold": threshold, "max_false_accusation": spec.max_false_accusation,
+        "confidence": spec.confidence,
+        "innocent": {k: _innocent_rates(s, *split[k], threshold, spec.confidence)
+                     for k, s in innocent.items()},
+        "attacks": {k: {"detection_rate": detection_rate(s, src, threshold),
+                        "wrong_accusation_rate": wrong_accusation_rate(s, src, threshold)}
+                    for k, (s, src) in attacks.items()},
+        "curve": operating_curve({k: s[split[k][1]] for k, s in innocent.items()}, attacks,
+                                 _curve_thresholds(innocent, attacks))}
+    write_json(run.calibration_path, result)
+    run.mark("calibrate", "done")
+    return result
+
+
+def _innocent_rates(scores: torch.Tensor, calibration: torch.Tensor, held_out: torch.Tensor,
+                    threshold: float | None, confidence: float | None) -> dict:
+    """One innocent set's false accusations at ``threshold``: on its held-out half (with that
+    rate's upper bound at ``confidence``, when given), its calibration half, and without
+    abstention."""
+    rate = false_accusation_rate(scores[held_out], threshold)
+    rates = {"num": len(scores), "false_accusation_rate": rate,
+             "false_accusation_rate_calibration": false_accusation_rate(scores[calibration],
+                                                                        threshold),
+             "false_accusation_rate_no_abstain": false_accusation_rate(scores, None)}
+    if confidence is not None:
+        n = len(held_out)
+        rates["false_accusation_bound"] = rate_upper_bound(round(rate * n), n, confidence)
+    return rates
+
+
+def _curve_thresholds(innocent: dict, attacks: dict, points: int = 25) -> list[float]:
+    tops = torch.cat([s.max(dim=1).values for s in innocent.values()]
+                     + [s.max(dim=1).values for s, _ in attacks.values()])
+    return torch.quantile(tops, torch.linspace(0, 1, points)).unique().tolist()
+
+
+def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
+                  separation: SeparationSpec, seed: int, device, progress: bool) -> Evidence:
+    """Innocent set ``name``, made once and kept in ``innocent/<name>/evidence.npz``."""
+    path = run.innocent_path(name)
+    if path.is_file():
+        return Evidence.load(path, shape=tuple(data.shape), num_classes=data.num_classes,
+                             allow_empty=True)
+    g = torch.Generator().manual_seed(seed + 17)
+    idx = torch.randperm(len(data.x_test), generator=g)[:spec.num]
+    x, y = data.x_test[idx], data.y_test[idx]
+    if name == "clean":
+        ev = innocent_evidence(x, y, idx, name)
+    elif name == "gaussian":
+        ev = innocent_evidence(gaussian_noise(x, spec.gaussian_std, seed), y, idx, name)
+    elif name == "jpeg":
+        ev = innocent_evidence(jpeg(x, spec.jpeg_quality), y, idx, name)
+    elif name == "independent":
+        ev = _independent_adversarials(run, data, spec, separation, seed, device, progress)
+    else:
+        raise ValueError(f"unknown innocent set {name!r}; known: {INNOCENT_SETS}")
+    ev.save(path)
+    return ev
+
+
+def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
+                              separation: SeparationSpec, seed: int, device,
+                              progress: bool) -> Evidence:
+    """Adversarial examples made on a classifier trained apart from every copy (another seed)."""
+    if spec.attack is None:
+        raise ValueError("the independent innocent set needs an attack (innocent.attack)")
+    trainer = Trainer(run, data, separation, input_spec(data), seed, device, progress,
+                       where=run.innocent_dir)
+    other = IndependentCopies([trainer.classifier("independent.pt", seed + INDEPENDENT_SEED)],
+                              data.num_classes).to(device).eval()
+    correct = predict_labels(other.outputs, data.x_test, device=device) == data.y_test[:, None]
+    pool = shared_pool(correct, 1, 0, seed + INDEPENDENT_SEED)[:3 * spec.num]
+    ev, _ = attack_copy(other, 0, spec.attack, data.x_test, data.y_test, pool, spec.num,
+                        device=device, progress=progress, seed=seed + INDEPENDENT_SEED,
+                        part=run.innocent_dir / "independent" / "part.npz")
+    return innocent_evidence(ev.x, ev.y_true, ev.clean_index, "independent")
