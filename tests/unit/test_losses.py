@@ -71,3 +71,23 @@ def test_random_noise_levels_range_and_clean_share():
     s = random_noise_levels(10_000, 0.2, 0.25, gen)
     assert s.shape == (10_000, 1, 1, 1) and s.min() >= 0 and s.max() <= 0.2
     assert abs((s == 0).float().mean().item() - 0.25) < 0.02
+
+
+def test_log_uniform_noise_levels_spread_evenly_over_octaves_from_the_floor():
+    gen = torch.Generator().manual_seed(0)
+    s = random_noise_levels(20_000, 0.064, 0.5, gen, floor=0.001).flatten()
+    noisy = s[s > 0]
+    assert abs(len(noisy) / len(s) - 0.5) < 0.02
+    assert noisy.min() >= 0.001 and noisy.max() <= 0.064
+    # six octaves from 0.001 to 0.064: each holds about a sixth of the noisy images, whereas
+    # the uniform law puts about 3% of them below 0.002
+    octaves = torch.histc(noisy.log2(), bins=6, min=math.log2(0.001), max=math.log2(0.064))
+    assert torch.allclose(octaves / len(noisy), torch.full((6,), 1 / 6), atol=0.02)
+    uniform = random_noise_levels(20_000, 0.064, 0.0, gen).flatten()
+    assert (uniform < 0.002).float().mean() < 0.04
+
+
+@pytest.mark.parametrize("floor", [0.0, -0.01, 0.064, 0.1])
+def test_noise_floor_outside_the_scale_is_refused(floor):
+    with pytest.raises(ValueError, match="noise floor"):
+        random_noise_levels(4, 0.064, 0.5, floor=floor)

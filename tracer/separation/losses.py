@@ -62,9 +62,19 @@ def noise_prediction_loss(predicted: Tensor, noise: Tensor) -> Tensor:
 
 
 def random_noise_levels(n: int, scale: float, clean_fraction: float,
-                        generator: torch.Generator | None = None) -> Tensor:
-    """Per-image noise std, uniform in [0, scale], with ``clean_fraction`` of the images at 0 so
-    the predictor also learns to answer 0 on clean images. Shape: [n, 1, 1, 1]."""
-    sigma = torch.rand(n, generator=generator) * scale
+                        generator: torch.Generator | None = None,
+                        floor: float | None = None) -> Tensor:
+    """Per-image noise std, with ``clean_fraction`` of the images at 0 so the predictor also
+    learns to answer 0 on clean images: uniform in [0, scale], or with ``floor``, log-uniform in
+    [floor, scale] (as many images per octave of std: a predictor trained on the uniform law
+    rarely sees noise much below scale and answers a faint perturbation as the image's own
+    structure, docs/method.md section 7). Shape: [n, 1, 1, 1]."""
+    u = torch.rand(n, generator=generator)
+    if floor is None:
+        sigma = u * scale
+    elif 0 < floor < scale:
+        sigma = torch.exp(math.log(floor) + u * (math.log(scale) - math.log(floor)))
+    else:
+        raise ValueError(f"noise floor must lie in (0, noise scale {scale}), got {floor}")
     sigma[torch.rand(n, generator=generator) < clean_fraction] = 0.0
     return sigma.view(n, 1, 1, 1)

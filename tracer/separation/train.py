@@ -35,7 +35,8 @@ class ClassifierTraining:
 @dataclass
 class TracerTraining:
     """How T_0 is trained. The VAE tracer (paper): ``lam * (MSE + KL) + L_trap`` on (x, x + xi)
-    pairs. The residual tracer (ours): noise prediction at std uniform in [0, noise_scale]."""
+    pairs. The residual tracer (ours): noise prediction at std uniform in [0, noise_scale]
+    (or log-uniform from ``noise_floor``)."""
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
@@ -46,6 +47,8 @@ class TracerTraining:
     theta_deg: float = 75.0     # vae: the angle noise turns T_0's output by (paper: 75 degrees)
     trap_form: str = "abs"      # vae: |cos - cos(theta)| or its square
     clean_fraction: float = 0.2  # residual: share of training images left clean
+    noise_floor: float | None = None  # residual: None, std uniform in [0, noise_scale]; else
+                                      # log-uniform in [noise_floor, noise_scale]
 
 
 @dataclass
@@ -165,7 +168,8 @@ def train_residual_tracer(tracer: nn.Module, x: Tensor, spec: TracerTraining, *,
 
     def step(xb: Tensor, _: Tensor, gen: torch.Generator, share: BatchShare):
         sigma = share.draw(lambda n: random_noise_levels(n, spec.noise_scale,
-                                                         spec.clean_fraction, gen))
+                                                         spec.clean_fraction, gen,
+                                                         spec.noise_floor))
         xi = share.draw(lambda n: draw_noise((n, *xb.shape[1:]), spec.noise,
                                              _device_gen(gen, xb), xb.device))
         noisy = (xb + sigma.to(xb.device) * xi).clamp(0.0, 1.0)

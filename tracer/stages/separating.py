@@ -269,7 +269,9 @@ def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: Sepa
     checks = {
         "base.pt": same_data and other["model"] == wanted["model"]
         and other["classifier"] == wanted["classifier"],
-        "tracer_base.pt": same_data and other["tracer_training"] == wanted["tracer_training"]
+        # a training setting added since src ran was at its default there
+        "tracer_base.pt": same_data and {**asdict(TracerTraining()), **other["tracer_training"]}
+        == wanted["tracer_training"]
         and all(other["tracer"][k] == wanted["tracer"][k] for k in _TRAINED_ONLY),
     }
     for name, ok in checks.items():
