@@ -23,13 +23,15 @@ class InnocentSpec:
     """Which innocent sets to trace, how to make them, and the false-accusation target.
 
     ``attack`` makes the independent set's adversarial examples (on a classifier outside the
-    candidates); ``num`` images per set (the independent set: successful examples).
+    candidates); ``num`` test images behind each image set (clean, gaussian, jpeg) and
+    ``num_adversarial`` successful examples in the independent set, the one that costs attacks.
     ``confidence``: the threshold keeps the upper confidence bound of each set's false-accusation
     rate within ``max_false_accusation`` (tracer.abstention); None: the rate seen on the
     calibration half.
     """
     sets: list[str] = field(default_factory=lambda: list(INNOCENT_SETS))
-    num: int = 400
+    num: int = 2000
+    num_adversarial: int = 400
     gaussian_std: float = 0.05
     jpeg_quality: int = 75
     attack: AttackSpec | None = None
@@ -40,11 +42,18 @@ class InnocentSpec:
         unknown = set(self.sets) - set(INNOCENT_SETS)
         if unknown:
             raise ValueError(f"unknown innocent set(s) {sorted(unknown)}; known: {INNOCENT_SETS}")
-        if self.num < 2:
-            raise ValueError(f"innocent.num must be at least 2 (two halves), got {self.num}")
+        for key in ("num", "num_adversarial"):
+            if getattr(self, key) < 2:
+                raise ValueError(f"innocent.{key} must be at least 2 (two halves), got "
+                                 f"{getattr(self, key)}")
         if self.confidence is not None and not 0 < self.confidence < 1:
             raise ValueError(f"innocent.confidence must be in (0, 1) or null, got "
                              f"{self.confidence}")
+
+
+    def size(self, name: str) -> int:
+        """How many inputs innocent set ``name`` holds."""
+        return self.num_adversarial if name == "independent" else self.num
 
 
 def innocent_evidence(x: Tensor, y: Tensor, clean_index: Tensor, name: str) -> Evidence:

@@ -77,6 +77,24 @@ def test_calibrate_reruns_for_another_scorer_and_traces_the_attacks_with_it(tiny
     assert json.loads(path.read_text()) == before
 
 
+def test_calibrate_remakes_an_innocent_set_asked_for_at_another_size(tiny_run):
+    path = tiny_run.path / "innocent" / "calibration.json"
+    before = json.loads(path.read_text())
+    independent = tiny_run.load_innocent("independent")
+    try:
+        tracer.run(tracer.compose("debug=tiny", "stage=calibrate", "innocent.num=50",
+                                  "innocent.num_adversarial=30"), tiny_run.path)
+        calib = json.loads(path.read_text())
+        assert {k: v["num"] for k, v in calib["innocent"].items()} == {
+            "clean": 50, "gaussian": 50, "jpeg": 50, "independent": 30}
+        assert len(tiny_run.load_innocent("jpeg")) == 50
+        # fewer adversarial examples: the first ones made, not a new attack
+        assert torch.equal(tiny_run.load_innocent("independent").x, independent.x[:30])
+    finally:   # the other tests read the default calibration
+        tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), tiny_run.path)
+    assert json.loads(path.read_text()) == before
+
+
 def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     from tracer.evaluation.threshold_splits import main
     result = main([str(tiny_run.path), "--splits", "4"])

@@ -124,3 +124,7 @@ def test_innocent_evidence_has_no_source_and_the_spec_checks_its_sets():
         InnocentSpec(sets=["clean", "rain"])
     with pytest.raises(ValueError, match="two halves"):
         InnocentSpec(num=1)
+    with pytest.raises(ValueError, match="num_adversarial"):
+        InnocentSpec(num_adversarial=1)
+    spec = InnocentSpec(num=30, num_adversarial=8)
+    assert [spec.size(k) for k in INNOCENT_SETS] == [30, 30, 30, 8]

@@ -37,8 +37,9 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
     if run.stage_done("calibrate"):
         done = read_json(run.calibration_path)
         made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
-                     list(done.get("innocent", {})))
-        if made_with == (use, spec.max_false_accusation, spec.confidence, list(spec.sets)):
+                     {k: v.get("num") for k, v in done.get("innocent", {}).items()})
+        if made_with == (use, spec.max_false_accusation, spec.confidence,
+                         {k: spec.size(k) for k in spec.sets}):
             return done
     innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
                                                             seed, device, progress),
@@ -92,13 +93,20 @@ def _curve_thresholds(innocent: dict, attacks: dict, points: int = 25) -> list[f
 
 def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
                   separation: SeparationSpec, seed: int, device, progress: bool) -> Evidence:
-    """Innocent set ``name``, made once and kept in ``innocent/<name>/evidence.npz``."""
-    path = run.innocent_path(name)
+    """Innocent set ``name``, made once and kept in ``innocent/<name>/evidence.npz``; made
+    again when ``spec`` asks for another size (an image set is drawn again, the independent set
+    resumes its attack or keeps its first examples)."""
+    path, wanted = run.innocent_path(name), spec.size(name)
     if path.is_file():
-        return Evidence.load(path, shape=tuple(data.shape), num_classes=data.num_classes,
+        kept = Evidence.load(path, shape=tuple(data.shape), num_classes=data.num_classes,
                              allow_empty=True)
+        if len(kept) == wanted:
+            return kept
+    if name != "independent" and wanted > len(data.x_test):
+        raise ValueError(f"innocent.num={wanted} but {data.name} has {len(data.x_test)} test "
+                         "images")
     g = torch.Generator().manual_seed(seed + 17)
-    idx = torch.randperm(len(data.x_test), generator=g)[:spec.num]
+    idx = torch.randperm(len(data.x_test), generator=g)[:wanted]
     x, y = data.x_test[idx], data.y_test[idx]
     if name == "clean":
         ev = innocent_evidence(x, y, idx, name)
@@ -125,8 +133,10 @@ def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
     other = IndependentCopies([trainer.classifier("independent.pt", seed + INDEPENDENT_SEED)],
                               data.num_classes).to(device).eval()
     correct = predict_labels(other.outputs, data.x_test, device=device) == data.y_test[:, None]
-    pool = shared_pool(correct, 1, 0, seed + INDEPENDENT_SEED)[:3 * spec.num]
-    ev, _ = attack_copy(other, 0, spec.attack, data.x_test, data.y_test, pool, spec.num,
+    wanted = spec.num_adversarial
+    pool = shared_pool(correct, 1, 0, seed + INDEPENDENT_SEED)[:3 * wanted]
+    ev, _ = attack_copy(other, 0, spec.attack, data.x_test, data.y_test, pool, wanted,
                         device=device, progress=progress, seed=seed + INDEPENDENT_SEED,
                         part=run.innocent_dir / "independent" / "part.npz")
+    ev = ev.select(torch.arange(len(ev)) < wanted)  # a resumed larger set: its first examples
     return innocent_evidence(ev.x, ev.y_true, ev.clean_index, "independent")
