@@ -1,6 +1,6 @@
 """How much a run's abstention threshold owes to its calibration/held-out split.
 
-    python scripts/threshold_splits.py RUN [--splits 200] [--confidence 0.8 | none]
+    python scripts/threshold_splits.py RUN [--splits 200] [--confidence C | none]  (default: the run's)
 """
 from tracer.evaluation.threshold_splits import main
 

@@ -36,7 +36,7 @@ class InnocentSpec:
     jpeg_quality: int = 75
     attack: AttackSpec | None = None
     max_false_accusation: float = 0.01
-    confidence: float | None = 0.8
+    confidence: float | None = 0.95
 
     def __post_init__(self):
         unknown = set(self.sets) - set(INNOCENT_SETS)

@@ -45,15 +45,15 @@ def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down
     calib = json.loads((tiny_run.path / "innocent" / "calibration.json").read_text())
     for name, inn in m["innocent"].items():
         assert inn["num"] == 40, name
-        # what was asked for: 20 images per half show <= 1% at 80% confidence with none accused
+        # what was asked for: no 20 images show <= 1% at 95% confidence, so none is accused
         assert inn["false_accusation_rate_calibration"] == 0.0, name
         assert 0 <= inn["false_accusation_rate"] <= 1, name             # held out: measured
         assert inn["false_accusation_bound"] == pytest.approx(
-            rate_upper_bound(round(20 * inn["false_accusation_rate"]), 20, 0.8)), name
+            rate_upper_bound(round(20 * inn["false_accusation_rate"]), 20, 0.95)), name
         # innocent images are stored and traced like evidence, with no source
         ev = tiny_run.load_innocent(name)
         assert len(ev) == 40 and (ev.source == -1).all()
-    assert m["abstain_threshold"] == calib["threshold"] and calib["confidence"] == 0.8
+    assert m["abstain_threshold"] == calib["threshold"] and calib["confidence"] == 0.95
     assert len(calib["curve"]) > 2
 
 
@@ -97,9 +97,10 @@ def test_calibrate_remakes_an_innocent_set_asked_for_at_another_size(tiny_run):
 
 def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     from tracer.evaluation.threshold_splits import main
-    result = main([str(tiny_run.path), "--splits", "4"])
+    result = main([str(tiny_run.path), "--splits", "4"])     # the run's target and confidence
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
     assert result["scorer"] == "debiased_disagree" and result["splits"] == 4
+    assert result["confidence"] == 0.95 and result["max_false_accusation"] == 0.01
     assert 0 <= result["share_above_target"] <= 1 and set(result["detection"]) == {"hsja", "pgd"}
 
 

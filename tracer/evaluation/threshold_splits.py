@@ -1,11 +1,12 @@
 """How much a run's abstention threshold owes to its calibration/held-out split.
 
-    python scripts/threshold_splits.py RUN [--splits 200] [--max-false-accusation 0.01]
-        [--confidence 0.8 | --confidence none]
+    python scripts/threshold_splits.py RUN [--splits 200] [--max-false-accusation F]
+        [--confidence C | --confidence none]
 
 Traces the run's innocent sets and attack evidence with the scorer its calibrate stage used, as
 that stage does, then repeats the threshold choice over many seeded splits
-(``tracer.abstention.split_stability``) and prints the result as JSON.
+(``tracer.abstention.split_stability``) and prints the result as JSON. The target and the
+confidence are the calibrate stage's unless given (``none``: the rate seen).
 """
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run")
     p.add_argument("--splits", type=int, default=200)
-    p.add_argument("--max-false-accusation", type=float, default=0.01)
-    p.add_argument("--confidence", default="0.8", help="a level in (0, 1), or none")
+    p.add_argument("--max-false-accusation", type=float, default=None)
+    p.add_argument("--confidence", default=None, help="a level in (0, 1), or none")
     args = p.parse_args(argv)
-    confidence = None if args.confidence.lower() == "none" else float(args.confidence)
     run = load_run(args.run)
     if not run.calibration_path.is_file():
         raise SystemExit(f"{run.path}: no innocent/calibration.json; run stage=calibrate first")
     calibration = read_json(run.calibration_path)
+    target = (calibration["max_false_accusation"] if args.max_false_accusation is None
+              else args.max_false_accusation)
+    confidence = (calibration.get("confidence") if args.confidence is None
+                  else None if args.confidence.lower() == "none" else float(args.confidence))
     scorer, family = calibration["scorer"], run.load_family()
 
     def scores(ev):
@@ -39,7 +43,6 @@ def main(argv: list[str] | None = None) -> dict:
     evidence = {name: (scores(ev), ev.source)
                 for name in run.attacks() if len(ev := run.load_evidence(name))}
     result = {"run": str(run.path), "scorer": scorer,
-              **split_stability(innocent, evidence, args.max_false_accusation, confidence,
-                                args.splits)}
+              **split_stability(innocent, evidence, target, confidence, args.splits)}
     print(json.dumps(result, indent=1))
     return result
