@@ -50,7 +50,6 @@ class InnocentSpec:
             raise ValueError(f"innocent.confidence must be in (0, 1) or null, got "
                              f"{self.confidence}")
 
-
     def size(self, name: str) -> int:
         """How many inputs innocent set ``name`` holds."""
         return self.num_adversarial if name == "independent" else self.num
