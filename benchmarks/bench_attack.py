@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> float:
     run = load_run(args.run or default_run())
     spec = to_spec(tracer.compose(f"dataset={run.manifest['dataset']}"))
     data = load_dataset(spec.data.name, n_train=1000, n_test=None)
-    copy = run.load_family().copy(0).eval()
+    copy = run.load_copies().copy(0).eval()
     x, y = attack_images(copy, data, args.images * args.rounds + 2)
     (warm_x, x), (warm_y, y) = (x[-2:], x[:-2]), (y[-2:], y[:-2])
     print(f"{len(x)} {data.name} images in {args.rounds} rounds, copy 0 of {run.path}, "

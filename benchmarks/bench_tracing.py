@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tracing.py [--candidates 1000] [--evidence 256] [--run RUN_DIR]
 
-Shared (tracer.tracing.observe): C and R run once per evidence batch and every candidate is a
+Shared (``TracerCopies.observe``): C and R run once per evidence batch and every candidate is a
 projection of R(x) (projection keys, ``separation.keying=projection``), so the cost is almost flat
 in the number of candidates. The loop scores one candidate at a time, as each copy would be run
 on its own: C and its tracer once per candidate. Both give every candidate's DOL and label; the
@@ -19,30 +19,31 @@ import time
 import torch
 
 from tracer.config import compose, to_spec
-from tracer.models import InputSpec, build_base, build_family, build_tracer, random_projections
+from tracer.models import (InputSpec, ResidualTracer, build_base, build_copies,
+                           random_projections)
 from tracer.runs import load_run
-from tracer.tracing import dol_from_outputs, observe
+from tracer.tracing import dol_from_outputs
 
 
-def default_family(candidates: int, seed: int = 0):
+def default_copies(candidates: int, seed: int = 0):
     """``candidates`` projection-keyed copies of the default config's C and T_0 on 1x28x28."""
     spec = to_spec(compose()).separation
     torch.manual_seed(seed)
     inp = InputSpec([1, 28, 28], 10, [0.5], [0.25])
     keys = random_projections(candidates, 10, 28 * 28, seed=seed)
-    tracer = build_tracer(spec.tracer, inp, seed=seed)
-    return build_family(build_base(spec.model, inp), tracer.base_tracer, keys, spec.alpha,
-                        spec.tracer).eval()
+    t = spec.tracer
+    tracer = ResidualTracer(10, 1, 28, width=t.width, depth=t.depth, gain=t.gain, seed=seed)
+    return build_copies(build_base(spec.model, inp), tracer, keys, spec.alpha, t).eval()
 
 
 @torch.no_grad()
-def per_candidate(family, x: torch.Tensor,
+def per_candidate(copies, x: torch.Tensor,
                   candidates: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """DOL and label of each candidate in turn, running C and the candidate's tracer for it."""
     dols, labels = [], []
     for i in candidates:
-        t = torch.tanh(family.copy_tracer_pre_activation(x, i))
-        out = family.norm(family.base(x)) + family.alpha * t
+        t = torch.tanh(copies.copy_tracer_pre_activation(x, i))
+        out = copies.norm(copies.base(x)) + copies.alpha * t
         dols.append(dol_from_outputs(out.unsqueeze(1), t.unsqueeze(1))[:, 0])
         labels.append(out.argmax(-1))
     return torch.stack(dols, 1), torch.stack(labels, 1)
@@ -70,16 +71,16 @@ def main(argv: list[str] | None = None) -> float:
     torch.set_num_threads(args.threads)
     if args.run:
         run = load_run(args.run)
-        family, shape = run.load_family(), run.manifest["input"]["shape"]
+        copies, shape = run.load_copies(), run.manifest["input"]["shape"]
     else:
-        family, shape = default_family(args.candidates), [1, 28, 28]
-    m = family.num_copies
+        copies, shape = default_copies(args.candidates), [1, 28, 28]
+    m = copies.num_copies
     x = torch.rand((args.evidence, *shape), generator=torch.Generator().manual_seed(0))
     subset = torch.randperm(m, generator=torch.Generator().manual_seed(1))[:args.loop_candidates]
     subset = sorted(subset.tolist())
 
-    obs, shared_s = timed(lambda: observe(family, x, batch_size=args.evidence), args.repeats)
-    (dol, labels), loop_s = timed(lambda: per_candidate(family, x, subset), args.repeats)
+    obs, shared_s = timed(lambda: copies.observe(x, batch_size=args.evidence), args.repeats)
+    (dol, labels), loop_s = timed(lambda: per_candidate(copies, x, subset), args.repeats)
     if not (torch.allclose(obs.dol[:, subset], dol, atol=1e-4)
             and torch.equal(obs.labels[:, subset], labels)):
         raise SystemExit("shared and per-candidate scores disagree")

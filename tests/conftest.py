@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny untrained copy family on 8x8 images, a linear classifier whose minimal
+"""Shared fixtures: a tiny untrained copy copies on 8x8 images, a linear classifier whose minimal
 adversarial perturbations are analytic, and the digits data set."""
 from __future__ import annotations
 
@@ -8,29 +8,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracer.data import ImageData, load_dataset
-from tracer.models import (InputSpec, ModelSpec, TracerSpec, build_base, build_family, build_tracer,
-                           random_projections)
-from tracer.separation import ClassifierTraining, TracerTraining, make_permutations
-from tracer.stages import SeparationSpec
+from tracer.models import (InputSpec, ModelSpec, ResidualTracer, TracerSpec, VAETracer, build_base,
+                           build_copies, random_projections)
+from tracer.separation import (ClassifierTraining, SeparationSpec, TracerTraining,
+                               make_permutations)
 
 torch.set_num_threads(2)
 
 
-def tiny_family(num_copies: int = 3, kind: str = "residual", alpha: float = 0.15, seed: int = 0,
-                keying: str = "permutation"):
+def tiny_copies(num_copies: int = 3, method: str = "residual", alpha: float = 0.15,
+                seed: int = 0, keying: str = "permutation"):
+    """Untrained tracer copies on 8x8 images: the residual tracer, or the paper's VAE one."""
     torch.manual_seed(seed)
     inp = InputSpec([1, 8, 8], 10, [0.3], [0.3])
     base = build_base(ModelSpec("small_cnn", {"width": 4, "hidden": 16}), inp)
-    spec = TracerSpec(kind=kind, width=4, depth=3)
-    tracer = build_tracer(spec, inp, seed=seed)
+    spec = TracerSpec(width=4, depth=3, gain=10.0)   # quieter than fashion_mnist's 20: 8x8 images
+    tracer = ResidualTracer(10, 1, 8, width=4, depth=3, gain=spec.gain, seed=seed) \
+        if method == "residual" else VAETracer(10, 1, 8, [0.3], [0.3], width=4).base_tracer
     keys = random_projections(num_copies, 10, 64, seed=seed) if keying == "projection" \
         else make_permutations(10, num_copies, seed=seed)
-    return build_family(base, tracer.base_tracer, keys, alpha, spec).eval()
+    return build_copies(base, tracer, keys, alpha, spec).eval()
 
 
 @pytest.fixture
-def family():
-    return tiny_family()
+def copies():
+    return tiny_copies()
 
 
 @pytest.fixture(scope="session")
@@ -78,25 +80,25 @@ def toy_data() -> ImageData:
     return ImageData("toy", x[:48], y[:48], x[48:], y[48:], 10)
 
 
-def toy_separation(kind: str = "residual", method: str = "tracer") -> SeparationSpec:
+def toy_separation(method: str = "residual") -> SeparationSpec:
     """One-epoch training of tiny networks, 3 copies."""
     return SeparationSpec(model=ModelSpec("small_cnn", {"width": 4, "hidden": 8}),
                           classifier=ClassifierTraining(epochs=1, batch_size=16),
-                          tracer=TracerSpec(kind=kind, width=4, depth=3),
+                          tracer=TracerSpec(width=4, depth=3, gain=10.0),
                           tracer_training=TracerTraining(epochs=1, batch_size=16), num_copies=3,
                           method=method)
 
 
 def strong_pgd_case(n: int, num_copies: int = 3):
-    """A tiny family (alpha 0.5), an Linf-PGD spec strong enough (eps 0.5) to fool its untrained
-    copies, n random images and copy 0's labels for them: (family, spec, x, y)."""
+    """Tiny copies (alpha 0.5), an Linf-PGD spec strong enough (eps 0.5) to fool them untrained,
+    n random images and copy 0's labels for them: (copies, spec, x, y)."""
     import tracer
     from tracer.config import to_spec
-    family = tiny_family(num_copies=num_copies, alpha=0.5)
+    copies = tiny_copies(num_copies=num_copies, alpha=0.5)
     spec = to_spec(tracer.compose("attack=[pgd]", "attack.pgd.factory.eps=0.5",
-                                  "attack.pgd.factory.eps_iter=0.05")).attacks[0]
+                                  "attack.pgd.factory.eps_iter=0.05")).evidence.attacks[0]
     torch.manual_seed(0)
     x = torch.rand(n, 1, 8, 8)
     with torch.no_grad():
-        y = family.copy(0)(x).argmax(1)
-    return family, spec, x, y
+        y = copies.copy(0)(x).argmax(1)
+    return copies, spec, x, y

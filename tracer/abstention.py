@@ -1,7 +1,7 @@
 """Decide or abstain: the score below which tracer names nobody, chosen on innocent sets.
 
-A verdict names the top-scoring candidate only when its score reaches the threshold (and no
-other candidate ties it); otherwise it says "no match". The threshold is the smallest one at which
+A verdict names the top-ranked candidate only when it is eligible and its score reaches the
+threshold (and no other candidate ties it); otherwise it says "no match". The threshold is the smallest one at which
 every innocent set's false-accusation rate stays within a target, measured on a calibration half
 of each set; the other half reports the rate honestly. With a ``confidence``, "within" means the
 one-sided Clopper-Pearson upper bound of the rate, not the rate seen: a threshold set where 1% of
@@ -15,25 +15,24 @@ import torch
 from scipy.stats import beta
 from torch import Tensor
 
-from tracer.tracing import named
+from tracer.tracing import Scores, named
 
 
 def _rate(mask: Tensor) -> float | None:
     return float(mask.float().mean()) if mask.numel() else None
 
 
-def false_accusation_rate(scores: Tensor, threshold: float | None) -> float | None:
-    """Share of innocent inputs (no candidate is the source) on which a copy is named.
-    Shape: scores [n, m]."""
+def false_accusation_rate(scores: Scores, threshold: float | None) -> float | None:
+    """Share of innocent inputs (no candidate is the source) on which a copy is named."""
     return _rate(named(scores, threshold) >= 0)
 
 
-def detection_rate(scores: Tensor, source: Tensor, threshold: float | None) -> float | None:
-    """Share of evidence on which the right copy is named. Shape: scores [n, m]; source [n]."""
+def detection_rate(scores: Scores, source: Tensor, threshold: float | None) -> float | None:
+    """Share of evidence on which the right copy is named. Shape: source [n]."""
     return _rate(named(scores, threshold) == source)
 
 
-def wrong_accusation_rate(scores: Tensor, source: Tensor,
+def wrong_accusation_rate(scores: Scores, source: Tensor,
                           threshold: float | None) -> float | None:
     """Share of evidence on which a copy other than the source is named."""
     v = named(scores, threshold)
@@ -62,19 +61,20 @@ def allowed_accusations(n: int, max_rate: float, confidence: float | None = None
     return k
 
 
-def choose_threshold(innocent: dict[str, Tensor], max_false_accusation: float,
+def choose_threshold(innocent: dict[str, Scores], max_false_accusation: float,
                      confidence: float | None = None) -> float | None:
     """The smallest threshold at which tracer names a copy on at most a ``max_false_accusation``
-    share of every innocent set (scores [n, m] per set; with ``confidence``, see
-    ``allowed_accusations``); None when no threshold is needed."""
+    share of every innocent set (with ``confidence``, see ``allowed_accusations``); None when no
+    threshold is needed."""
     if not 0 <= max_false_accusation < 1:
         raise ValueError(f"max_false_accusation must be in [0, 1), got {max_false_accusation}")
     threshold = -math.inf
     for name, scores in innocent.items():
         if len(scores) == 0:
             raise ValueError(f"innocent set {name!r} is empty")
-        accused = named(scores) >= 0          # ties abstain at any threshold
-        tops = scores.max(dim=1).values[accused].sort(descending=True).values
+        _, top, eligible, tied = scores.top()
+        # ties and ineligible tops abstain at any threshold
+        tops = top[eligible & ~tied].sort(descending=True).values
         allowed = allowed_accusations(len(scores), max_false_accusation, confidence)
         if len(tops) > allowed:
             # just above the (allowed + 1)-th highest accusing score, in the scores' precision
@@ -89,17 +89,17 @@ def halves(n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return order[: n // 2].sort().values, order[n // 2:].sort().values
 
 
-def operating_curve(innocent: dict[str, Tensor], evidence: dict[str, tuple[Tensor, Tensor]],
+def operating_curve(innocent: dict[str, Scores], evidence: dict[str, tuple[Scores, Tensor]],
                     thresholds: list[float]) -> list[dict]:
     """False-accusation rate per innocent set and detection rate per attack at each threshold.
-    ``evidence``: attack -> (scores [n, m], source [n])."""
+    ``evidence``: attack -> (scores, source [n])."""
     return [{"threshold": t,
              "false_accusation_rate": {k: false_accusation_rate(s, t) for k, s in innocent.items()},
              "detection_rate": {k: detection_rate(s, src, t) for k, (s, src) in evidence.items()}}
             for t in thresholds]
 
 
-def split_stability(innocent: dict[str, Tensor], evidence: dict[str, tuple[Tensor, Tensor]],
+def split_stability(innocent: dict[str, Scores], evidence: dict[str, tuple[Scores, Tensor]],
                     max_false_accusation: float, confidence: float | None = None,
                     splits: int = 200, seed: int = 0) -> dict:
     """How the calibrate stage's operating point depends on its calibration/held-out split.
@@ -107,16 +107,17 @@ def split_stability(innocent: dict[str, Tensor], evidence: dict[str, tuple[Tenso
     Over ``splits`` seeded splits (seeds seed, seed + 1, ...): the share of splits in which some
     innocent set's held-out half is accused above ``max_false_accusation``, the mean and largest
     worst-set held-out rate, and each attack's detection rate (min, mean, max). ``innocent``: set
-    -> scores [n, m]; ``evidence``: attack -> (scores [n, m], source [n]).
+    -> scores; ``evidence``: attack -> (scores, source [n]).
     """
     if splits < 1:
         raise ValueError(f"splits must be at least 1, got {splits}")
     worst, detections = [], {k: [] for k in evidence}
     for s in range(seed, seed + splits):
         split = {k: halves(len(v), s) for k, v in innocent.items()}
-        t = choose_threshold({k: v[split[k][0]] for k, v in innocent.items()},
+        t = choose_threshold({k: v.select(split[k][0]) for k, v in innocent.items()},
                              max_false_accusation, confidence)
-        worst.append(max(false_accusation_rate(v[split[k][1]], t) for k, v in innocent.items()))
+        worst.append(max(false_accusation_rate(v.select(split[k][1]), t)
+                         for k, v in innocent.items()))
         for k, (scores, source) in evidence.items():
             detections[k].append(detection_rate(scores, source, t))
     return {"splits": splits, "max_false_accusation": max_false_accusation,

@@ -1,27 +1,31 @@
 """Hydra config -> plain typed objects. With pipeline.py, the only module that touches Hydra.
 
 ``compose(*overrides)`` gives notebooks and tests the same config the CLI gets;
-``to_spec(cfg)`` turns it into a :class:`PipelineSpec` of dataclasses the library takes;
-``build(node)`` instantiates a ``_target_`` only from an allow-list of packages.
+``to_spec(cfg)`` turns it into a :class:`PipelineSpec` of dataclasses the library takes, reading
+every node strictly (a key no dataclass has is an error, and a key the config leaves out takes
+the dataclass's default, which is the YAML's); ``build(node)`` instantiates a ``_target_`` only
+from an allow-list of packages; ``reconcile`` puts a new command's overrides on top of the
+config an existing run was made with, refusing what contradicts its finished stages.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose as _hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from tracer.attacks.adaptive import AdaptiveSpec
-from tracer.attacks.generate import AttackSpec
+from tracer.attacks.generate import AttackSpec, EvidenceSpec
 from tracer.innocent import InnocentSpec
 from tracer.models.factory import ModelSpec, TracerSpec
+from tracer.separation.spec import SeparationSpec
 from tracer.separation.train import ClassifierTraining, TracerTraining
-from tracer.stages import SeparationSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # Hydra 1.3 has no whitelist for _target_; this is ours, hard-coded, never read from config.
@@ -30,7 +34,11 @@ ALLOWED_TARGETS = ("tracer.", "torch.optim.", "advertorch.attacks.", "art.attack
 
 def compose(*overrides: str, config_name: str = "config", with_hydra: bool = False) -> DictConfig:
     """The pipeline's config with ``overrides`` (CLI syntax), without running anything;
-    ``with_hydra`` keeps Hydra's own node (launcher, sweeper) in it."""
+    ``with_hydra`` keeps Hydra's own node (launcher, sweeper) in it. Inside a running Hydra app
+    it composes through the app's own instance."""
+    if GlobalHydra.instance().is_initialized():
+        return _hydra_compose(config_name=config_name, overrides=list(overrides),
+                              return_hydra_config=with_hydra)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return _hydra_compose(config_name=config_name, overrides=list(overrides),
                               return_hydra_config=with_hydra)
@@ -68,40 +76,28 @@ class DataSpec:
 
 
 @dataclass
-class EvidenceSpec:
-    num: int = 200                     # successful examples per attack, over all sources
-    sources: list[int] | None = None   # None: every copy is a source in turn
-    colluders: int = 1                 # buyers per group attacking together
-    max_tries_factor: float = 3.0
-    shards: int = 1                    # contiguous image ranges per source, each its own unit
-    shard: int | None = None           # attack this range only (a cluster job); None: all, merged
-
-
-@dataclass
 class PipelineSpec:
-    data: DataSpec
-    separation: SeparationSpec
-    attacks: list[AttackSpec]
-    evidence: EvidenceSpec
-    innocent: InnocentSpec
-    adaptive: AdaptiveSpec
+    data: DataSpec = field(default_factory=DataSpec)
+    separation: SeparationSpec = field(default_factory=SeparationSpec)
+    evidence: EvidenceSpec = field(default_factory=EvidenceSpec)
+    innocent: InnocentSpec = field(default_factory=InnocentSpec)
     seed: int = 0
     device: str = "cpu"
     stage: str = "all"
     progress: bool = True
-    method: str = "residual"
     scorer: str = "auto"
 
 
-def _take(cls, node: Any, ignore: tuple[str, ...] = ()):
-    """``cls(**node)``; a key that is neither a field of ``cls`` nor in ``ignore`` (keys meant for
-    another consumer of the same node) is a typo, and an error."""
+def _take(cls, node: Any, *, ignore: tuple[str, ...] = (), **given: Any):
+    """``cls(**node, **given)``, ``given`` taking the place of the node's keys of those names
+    (nested nodes the caller reads itself). A key that is neither a field of ``cls`` nor in
+    ``ignore`` (keys meant for another consumer of the same node) is a typo, and an error."""
     d = OmegaConf.to_container(node, resolve=True) if node is not None else {}
     names = {f.name for f in fields(cls)}
-    unknown = set(d) - names - set(ignore)
+    unknown = set(d) - names - set(ignore) - set(given)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**{k: v for k, v in d.items() if k in names})
+    return cls(**{k: v for k, v in d.items() if k in names and k not in given}, **given)
 
 
 def resolve_device(device: str) -> str:
@@ -118,59 +114,141 @@ def attack_specs(node: DictConfig) -> list[AttackSpec]:
     for name in node:
         a = node[name]
         factory = build(a.factory, f"attack.{name}.factory")
-        specs.append(AttackSpec(name=str(name), threat=a.threat, factory=factory,
-                                budget=a.get("budget"), batch_size=a.get("batch_size", 16)))
+        specs.append(_take(AttackSpec, a, name=str(name), factory=factory))
     return specs
+
+
+def separation_spec(cfg: DictConfig) -> SeparationSpec:
+    """The separation node, with the model node's classifier (C is the model)."""
+    s = cfg.separation
+    tracer = s.get("tracer")   # baselines have no tracer section
+    nested = {"tracer": _take(TracerSpec, tracer, ignore=("train",)) if tracer else TracerSpec(),
+              "tracer_training": _take(TracerTraining, tracer.get("train")) if tracer
+              else TracerTraining()}
+    if s.get("finetune") is not None:
+        nested["finetune"] = _take(ClassifierTraining, s.finetune)
+    return _take(SeparationSpec, s, ignore=("name",),
+                 model=_take(ModelSpec, cfg.model, ignore=("name", "train")),
+                 classifier=_take(ClassifierTraining, cfg.model.get("train")), **nested)
 
 
 def to_spec(cfg: DictConfig) -> PipelineSpec:
     """The typed objects the library takes, from a composed config."""
-    sources = cfg.evidence.sources
-    s = cfg.separation
-    tracer = s.get("tracer")  # baselines have no tracer section
-    sep = SeparationSpec(
-        model=_take(ModelSpec, cfg.model, ignore=("name", "train")),
-        classifier=_take(ClassifierTraining, cfg.model.train),
-        tracer=_take(TracerSpec, tracer, ignore=("train",)) if tracer else TracerSpec(),
-        tracer_training=_take(TracerTraining, tracer.train) if tracer else TracerTraining(),
-        num_copies=s.num_copies, alpha=s.get("alpha", 0.0),
-        max_agreement=s.get("max_agreement", 1), keying=s.get("keying", "permutation"),
-        reuse=s.get("reuse"),
-        method=s.get("method", "tracer"), masked_fraction=s.get("masked_fraction", 0.1),
-        classifiers=s.get("classifiers", "shared"),
-        orthogonal_weight=s.get("orthogonal_weight", 1.0),
-        finetune=_take(ClassifierTraining, s.finetune) if s.get("finetune") else
-        ClassifierTraining(epochs=1), train_cache=s.get("train_cache"))
+    sources = cfg.evidence.get("sources")
+    evidence = _take(EvidenceSpec, cfg.evidence, attacks=attack_specs(cfg.attack),
+                     adaptive=_take(AdaptiveSpec, cfg.get("adaptive")),
+                     sources=None if sources in (None, "all") else list(sources))
     return PipelineSpec(
-        data=_data_spec(cfg),
-        separation=sep, attacks=attack_specs(cfg.attack),
+        data=_take(DataSpec, cfg.dataset, cache_dir=cfg.paths.cache_dir),
+        separation=separation_spec(cfg), evidence=evidence,
         innocent=_innocent_spec(cfg.get("innocent")),
-        adaptive=_take(AdaptiveSpec, cfg.get("adaptive")),
-        evidence=EvidenceSpec(num=cfg.evidence.num,
-                              sources=None if sources in (None, "all") else list(sources),
-                              colluders=cfg.evidence.get("colluders", 1),
-                              max_tries_factor=cfg.evidence.max_tries_factor,
-                              shards=cfg.evidence.get("shards", 1),
-                              shard=cfg.evidence.get("shard")),
         seed=cfg.seed, device=resolve_device(cfg.device), stage=cfg.stage,
-        progress=cfg.progress, method=cfg.separation.name, scorer=cfg.trace.scorer)
+        progress=cfg.progress, scorer=cfg.trace.scorer)
 
 
 def _innocent_spec(node: DictConfig | None) -> InnocentSpec:
     """The innocent sets; ``node.attack`` is an attack config (one entry of the attack group)."""
     if node is None:
         return InnocentSpec(sets=[])
-    spec = _take(InnocentSpec, node, ignore=("attack",))
-    if "independent" in spec.sets:
-        attacks = attack_specs(node.attack) if node.get("attack") else []
-        if len(attacks) != 1:
-            raise ValueError("innocent.attack must be one attack config (attack@innocent.attack="
-                             "<name>); the independent innocent set is made with it")
-        spec.attack = attacks[0]
+    attacks = attack_specs(node.attack) if node.get("attack") else []
+    if len(attacks) > 1:
+        raise ValueError("innocent.attack must be one attack config (attack@innocent.attack="
+                         "<name>); the independent innocent set is made with it")
+    spec = _take(InnocentSpec, node, attack=attacks[0] if attacks else None)
+    if "independent" in spec.sets and spec.attack is None:
+        raise ValueError("the independent innocent set needs an attack (attack@innocent.attack="
+                         "<name>)")
     return spec
 
 
-def _data_spec(cfg: DictConfig) -> DataSpec:
-    spec = _take(DataSpec, cfg.dataset, ignore=("num_classes",))
-    spec.cache_dir = cfg.paths.cache_dir
-    return spec
+# ---------------------------------------------------------------- a stage on an existing run
+
+class ConfigConflict(ValueError):
+    """An override contradicts what an existing run's finished stages were made with; ``lines``
+    names each conflicting key."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+# What each finished stage fixes, as key prefixes; the keys below them in _FREE change nothing
+# that stage made (where files are, how a sweep is cut into jobs).
+_FREE = ("separation.train_cache", "separation.reuse", "dataset.root", "dataset.download",
+         "evidence.shard")
+
+
+def locked_keys(stages: dict) -> list[str]:
+    """The config keys (prefixes) that ``stages`` (run.json's, name -> entry) were made with."""
+    done = {k for k, v in stages.items() if v.get("status") == "done"}
+    keys = ["seed", "dataset", "model", "separation"] if "separate" in done else []
+    attacks = sorted(k.split("/", 1)[1] for k in done if k.startswith("attack/"))
+    if attacks:
+        keys += ["evidence", "adaptive", *(f"attack.{a}" for a in attacks)]
+    if "calibrate" in done:   # the innocent sets are kept: what they were made of is fixed
+        keys += ["innocent.attack", "innocent.gaussian_std", "innocent.jpeg_quality"]
+    return keys
+
+
+def reconcile(cfg: DictConfig, saved: DictConfig, locked: list[str],
+              named: tuple[str, ...] = ()) -> DictConfig:
+    """The config of a new command on an existing run: ``saved`` (the run's config.yaml) with
+    what the command set on top. What it set: every key where ``cfg`` differs from the default
+    config (``compose()``), and the ``named`` keys (those its ``key=value`` overrides name,
+    even at their default). Raises :class:`ConfigConflict` where a key it set under a ``locked``
+    prefix differs from ``saved``."""
+    now, before, default = (_flat(c) for c in (cfg, saved, compose()))
+    named_leaves = {k for k in now.keys() | before.keys()
+                    for n in named if k == n or k.startswith(n + ".")}
+    explicit = {k for k in now.keys() | default.keys()
+                if now.get(k, _ABSENT) != default.get(k, _ABSENT)} | named_leaves
+    merged = dict(before)
+    for k in explicit:
+        if k in now:
+            merged[k] = now[k]
+        else:
+            merged.pop(k, None)
+    conflicts = sorted(k for k in explicit if _under(k, locked) and not _under(k, _FREE)
+                       and merged.get(k, _ABSENT) != before.get(k, _ABSENT))
+    if conflicts:
+        raise ConfigConflict([f"{k}: the run was made with {_show(before.get(k, _ABSENT))}, "
+                              f"this command asks {_show(merged.get(k, _ABSENT))}"
+                              for k in conflicts])
+    return OmegaConf.create(_nested(merged))
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    return "nothing" if value is _ABSENT else repr(value)
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _flat(cfg: DictConfig) -> dict[str, Any]:
+    """Dotted key -> value of every leaf (lists and empty mappings are leaves)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def _nested(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out

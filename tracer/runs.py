@@ -4,10 +4,10 @@
 
     <run>/config.yaml                 resolved config (written by the pipeline)
     <run>/run.json                    versions, seed, per-stage status and wall time
-    <run>/separate/manifest.json      the seller's record: specs, alpha, permutations, sha256s
+    <run>/separate/manifest.json      the seller's record: method, specs, alpha, keys, sha256s
     <run>/separate/{base,tracer_base}.pt or copy_<i>.pt (+ masks.npy), history_<net>.csv
     <run>/attack/<name>/evidence.npz, attack.json, parts/ (resume state)
-    <run>/trace/<name>/scores.npy, statistic.npy, verdicts.csv, trace.json
+    <run>/trace/<name>/scores.npy (+ eligible.npy), statistic.npy, verdicts.csv, trace.json
     <run>/metrics.json, results.md, plots/*.png
 
 Only this module knows these paths. Everything read from a run is checked: sha256 against the
@@ -25,17 +25,13 @@ import numpy as np
 import torch
 
 from tracer.evidence import Evidence
-from tracer.baselines import IndependentCopies, MaskedCopies
-from tracer.io import (IntegrityError, check_sha256, load_npy, load_weights, read_json, save_npy,
-                       sha256_file, tensor_sha256, write_json)
-from tracer.models.copies import CopyFamily, random_projections
-from tracer.models.factory import (InputSpec, ModelSpec, TracerSpec, build_base, build_family,
-                                   build_tracer)
+from tracer.io import IntegrityError, load_npy, read_json, save_npy, sha256_file, write_json
+from tracer.methods import METHODS, CopySet, Stored
+from tracer.models.factory import InputSpec, ModelSpec
+from tracer.tracing import Scores
 
-MANIFEST_FORMAT = 1
-# What the separation stage hands on: the tracer's copies or a baseline's. Each has num_copies,
-# num_classes, outputs(x) [n, m, K] and copy(i); tracing dispatches on the type.
-CopySet = CopyFamily | IndependentCopies
+# 2: methods named as tracer.methods names them (1 named the tracer's two "tracer")
+MANIFEST_FORMAT = 2
 
 
 class Run:
@@ -110,7 +106,9 @@ class Run:
     def manifest(self) -> dict:
         m = read_json(self.manifest_path)
         if m.get("format") != MANIFEST_FORMAT:
-            raise IntegrityError(f"{self.manifest_path}: unknown manifest format {m.get('format')!r}")
+            raise IntegrityError(f"{self.manifest_path}: manifest format {m.get('format')!r}, "
+                                 f"this tracer reads {MANIFEST_FORMAT} (a run of an older tracer: "
+                                 "separate it again)")
         return m
 
     @property
@@ -122,82 +120,15 @@ class Run:
         root = self.path / "attack"
         return sorted(p.parent.name for p in root.glob("*/evidence.npz")) if root.is_dir() else []
 
-    def load_family(self, device: torch.device | str = "cpu") -> CopySet:
-        """Rebuild every copy from the manifest; refuses tampered or mismatched checkpoints."""
+    def load_copies(self, device: torch.device | str = "cpu") -> CopySet:
+        """Rebuild every copy from the manifest, through its method (tracer.methods); refuses
+        tampered or mismatched checkpoints."""
         m = self.manifest
-        method = m.get("method", "tracer")
-        try:
-            inp, model = InputSpec(**m["input"]), ModelSpec(**m["model"])
-            tracer_spec = TracerSpec(**m["tracer"]) if method == "tracer" else None
-            files = m["files"]
-        except (TypeError, ValueError, KeyError) as err:
-            raise IntegrityError(f"{self.manifest_path}: malformed specs ({err})") from None
-        if method == "tracer":
-            base, tracer = build_base(model, inp), build_tracer(tracer_spec, inp)
-            self._load_into(base, "base.pt", files)
-            self._load_into(tracer, "tracer_base.pt", files)
-            classifiers = None
-            if m.get("classifiers", "shared") == "orthogonal":
-                classifiers = torch.nn.ModuleList(
-                    [build_base(model, inp) for _ in m["accuracy"]["copy_clean_acc"]])
-                self._load_into(classifiers, "classifiers.pt", files)
-            copies = build_family(base, tracer.base_tracer, self._keys(m, inp), m["alpha"],
-                                  tracer_spec, classifiers)
-        elif method in ("naive", "watermark"):
-            members = [self._load_into(build_base(model, inp), f"copy_{i}.pt", files)
-                       for i in range(len(m["accuracy"]["copy_clean_acc"]))]
-            if method == "naive":
-                copies = IndependentCopies(members, inp.num_classes)
-            else:
-                keep = self._masks(files, len(members), inp)
-                copies = MaskedCopies(members, keep, inp.num_classes)
-        else:
-            raise IntegrityError(f"{self.manifest_path}: unknown method {method!r}")
+        name = m.get("method")
+        if name not in METHODS:
+            raise IntegrityError(f"{self.manifest_path}: unknown method {name!r}")
+        copies = METHODS[name].load(Stored(m, self.separate_dir, self.manifest_path))
         return copies.to(device).eval()
-
-    def _keys(self, m: dict, inp: InputSpec) -> torch.Tensor:
-        """The copies' secret keys: the permutations the manifest lists, or the projections
-        rebuilt from its seed and checked against its sha256."""
-        keying = m.get("keying", "permutation")
-        try:
-            if keying == "permutation":
-                return torch.tensor(m["permutations"], dtype=torch.long)
-            if keying == "projection":
-                num = len(m["accuracy"]["copy_clean_acc"])
-                keys = random_projections(num, inp.num_classes, int(np.prod(inp.shape)),
-                                          seed=int(m["projection_seed"]))
-                expected = m["projections_sha256"]
-            else:
-                raise IntegrityError(f"{self.manifest_path}: unknown keying {keying!r}")
-        except (TypeError, ValueError, KeyError) as err:
-            raise IntegrityError(f"{self.manifest_path}: malformed keys ({err})") from None
-        if tensor_sha256(keys) != expected:
-            raise IntegrityError(f"{self.manifest_path}: the projections rebuilt from its seed do "
-                                 "not match its projections_sha256 (edited manifest, or another "
-                                 "torch)")
-        return keys
-
-    def _load_into(self, module: torch.nn.Module, name: str, files: dict) -> torch.nn.Module:
-        path = self.separate_dir / name
-        if name not in files:
-            raise IntegrityError(f"{self.manifest_path}: lists no sha256 for {name}")
-        state = load_weights(path, files[name])
-        try:
-            module.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as err:
-            raise IntegrityError(f"{path}: does not fit the architecture in the manifest "
-                                 f"({str(err).splitlines()[0][:200]})") from None
-        return module
-
-    def _masks(self, files: dict, num_copies: int, inp: InputSpec) -> torch.Tensor:
-        path = self.separate_dir / "masks.npy"
-        check_sha256(path, files.get("masks.npy"))
-        keep = load_npy(path)
-        want = (num_copies, *inp.shape)
-        if keep.shape != want or keep.dtype != np.float32 or not np.isin(keep, (0.0, 1.0)).all():
-            raise IntegrityError(f"{path}: expected {want} float32 masks of 0/1, got "
-                                 f"{keep.shape} {keep.dtype}")
-        return torch.from_numpy(keep)
 
     def load_evidence(self, name: str) -> Evidence:
         """The evidence of attack ``name``, checked against its sha256 and this run's copies."""
@@ -205,7 +136,7 @@ class Run:
         m = self.manifest
         if meta.get("manifest_sha256") != sha256_file(self.manifest_path):
             made = meta.get("made_against") or {}
-            diff = [f"{k} {made[k]!r} (this run: {v!r})" for k, v in copies_summary(m).items()
+            diff = [f"{k} {made[k]!r} (this run: {v!r})" for k, v in manifest_summary(m).items()
                     if k in made and made[k] != v]
             raise IntegrityError(f"{self.evidence_path(name)}: made against other copies than "
                                  f"this run's: {', '.join(diff) or 'another manifest'}")
@@ -220,11 +151,32 @@ class Run:
                              num_classes=m["input"]["num_classes"])
 
     def save_trace_array(self, name: str, what: str, values: torch.Tensor) -> None:
-        """``trace/<name>/<what>.npy``: ``scores`` (the verdict's scorer) or ``statistic``."""
+        """``trace/<name>/<what>.npy``, float32 (``statistic``: DOL for the tracer)."""
         save_npy(self.trace_dir(name) / f"{what}.npy", values.numpy().astype(np.float32))
 
     def load_trace_array(self, name: str, what: str) -> torch.Tensor:
         return torch.from_numpy(load_npy(self.trace_dir(name) / f"{what}.npy"))
+
+    def save_scores(self, name: str, scores: Scores) -> None:
+        """The verdict scorer's scores: ``scores.npy`` and, where the scorer has them,
+        ``eligible.npy``."""
+        self.save_trace_array(name, "scores", scores.value)
+        eligible = self.trace_dir(name) / "eligible.npy"
+        if scores.eligible is not None:
+            save_npy(eligible, scores.eligible.numpy())
+        else:
+            eligible.unlink(missing_ok=True)
+
+    def load_scores(self, name: str) -> Scores:
+        value = self.load_trace_array(name, "scores")
+        path = self.trace_dir(name) / "eligible.npy"
+        if not path.is_file():
+            return Scores(value)
+        eligible = load_npy(path)
+        if eligible.dtype != np.bool_ or eligible.shape != tuple(value.shape):
+            raise IntegrityError(f"{path}: expected {tuple(value.shape)} booleans, got "
+                                 f"{eligible.shape} {eligible.dtype}")
+        return Scores(value, torch.from_numpy(eligible))
 
 
 def load_run(path: str | Path) -> Run:
@@ -246,10 +198,10 @@ def write_manifest(run: Run, *, method: str, dataset: str, inp: InputSpec, model
         "files": {name: sha256_file(run.separate_dir / name) for name in files}})
 
 
-def copies_summary(manifest: dict) -> dict:
+def manifest_summary(manifest: dict) -> dict:
     """What evidence depends on of the copies it was made against (written beside it, so that a
     mismatch can be named)."""
-    return {"method": manifest.get("method", "tracer"), "dataset": manifest.get("dataset"),
+    return {"method": manifest.get("method"), "dataset": manifest.get("dataset"),
             "arch": manifest.get("model", {}).get("arch"),
             "num_classes": manifest.get("input", {}).get("num_classes"),
             "num_copies": len(manifest.get("accuracy", {}).get("copy_clean_acc", [])),

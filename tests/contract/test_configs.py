@@ -21,7 +21,7 @@ def test_every_option_composes_into_specs(group, option):
     cfg = compose(*overrides)
     spec = to_spec(cfg)
     assert spec.separation.num_copies >= 2
-    for attack in spec.attacks:
+    for attack in spec.evidence.attacks:
         assert attack.threat in ("decision", "score", "whitebox") and callable(attack.factory)
 
 
@@ -29,7 +29,33 @@ def test_default_config_is_the_issue_default():
     spec = to_spec(compose())
     assert spec.data.name == "fashion_mnist" and spec.separation.num_copies == 5
     assert spec.separation.alpha == 0.15 and spec.evidence.num >= 200
-    assert {a.name for a in spec.attacks} >= {"hsja", "boundary", "pgd"}
+    assert {a.name for a in spec.evidence.attacks} >= {"hsja", "boundary", "pgd"}
+
+
+def test_the_default_config_is_the_dataclasses_defaults():
+    """Defaults live in one place: the YAML says what the dataclasses say, node for node."""
+    from dataclasses import replace
+
+    from tracer.attacks.adaptive import AdaptiveSpec
+    from tracer.config import DataSpec, PipelineSpec
+    from tracer.innocent import InnocentSpec
+    from tracer.separation import SeparationSpec
+    spec = to_spec(compose())
+    assert spec.separation == SeparationSpec()
+    assert spec.evidence.adaptive == AdaptiveSpec()
+    assert replace(spec.evidence, attacks=[]) == PipelineSpec().evidence
+    assert replace(spec.innocent, attack=None) == InnocentSpec()
+    assert replace(spec.data, root=None, cache_dir=None) == DataSpec()
+    assert (spec.seed, spec.stage, spec.progress, spec.scorer) == (0, "all", True, "auto")
+    assert spec.innocent.attack.name == "hsja"
+
+
+def test_a_mistyped_key_in_any_node_is_a_clear_error():
+    for override in ("+dataset.n_tran=5", "+model.train.epoch=3", "+separation.alphaa=0.1",
+                     "+evidence.nun=3", "+innocent.nums=4", "+attack.pgd.budgett=3",
+                     "+separation.finetune.lrr=1"):
+        with pytest.raises(ValueError, match="unknown .* option"):
+            to_spec(compose("debug=tiny", override))
 
 
 def test_the_full_profile_sweeps_the_papers_data_and_models():

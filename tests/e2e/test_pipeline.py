@@ -68,12 +68,16 @@ def test_calibrate_reruns_for_another_scorer_and_traces_the_attacks_with_it(tiny
                    tiny_run.path)
         other = json.loads(path.read_text())
         assert other["scorer"] == "dol" and other["threshold"] != before["threshold"]
-        family, ev = tiny_run.load_family(), tiny_run.load_evidence("hsja")
-        scores = traced_evidence(family, ev).scores["dol"]
+        copies, ev = tiny_run.load_copies(), tiny_run.load_evidence("hsja")
+        scores = traced_evidence(copies, ev).scores["dol"]
         assert other["attacks"]["hsja"]["detection_rate"] == detection_rate(
             scores, ev.source, other["threshold"])
-    finally:   # the other tests read the default calibration
+        # the run's config now says dol: a command that leaves the scorer out keeps it
         tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), tiny_run.path)
+        assert json.loads(path.read_text())["scorer"] == "dol"
+    finally:   # the other tests read the default calibration; auto is the default, so named
+        tracer.run(tracer.compose("debug=tiny", "stage=calibrate", "trace.scorer=auto"),
+                   tiny_run.path, named=("trace.scorer",))
     assert json.loads(path.read_text()) == before
 
 
@@ -96,7 +100,8 @@ def test_calibrate_remakes_an_innocent_set_asked_for_at_another_size(tiny_run):
 
 
 def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
-    from tracer.evaluation.threshold_splits import main
+    import runpy
+    main = runpy.run_path(str(ROOT / "scripts" / "threshold_splits.py"))["main"]
     result = main([str(tiny_run.path), "--splits", "4"])     # the run's target and confidence
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
     assert result["scorer"] == "debiased_disagree" and result["splits"] == 4
@@ -124,18 +129,17 @@ def test_every_file_of_the_run_directory(tiny_run):
     assert "| hsja |" in table and "| pgd |" in table
 
 
-def test_tiny_run_traces_hopskipjump_evidence_within_90_seconds(tiny_run):
-    """Issue 3's digits figure: HSJA evidence traced to its source copy at >= 90% (3 copies)."""
+def test_tiny_run_traces_hopskipjump_evidence(tiny_run):
+    """Issue 3's digits figure: HSJA evidence traced to its source copy at >= 90% (3 copies).
+    (How long the run takes is benchmarks/bench_tiny_run.py's to measure.)"""
     m = json.loads(tiny_run.metrics_path.read_text())
-    info = json.loads((tiny_run.path / "run.json").read_text())
     assert m["attacks"]["hsja"]["trace_acc"] >= 0.9
-    assert sum(s.get("seconds", 0) for s in info["stages"].values()) < 90
 
 
 def test_evidence_fools_its_source_copy(tiny_run):
-    family = tiny_run.load_family()
+    copies = tiny_run.load_copies()
     ev = tiny_run.load_evidence("hsja")
-    labels = family.predict(ev.x)
+    labels = copies.predict(ev.x)
     assert (labels[range(len(ev)), ev.source] != ev.y_true).all()
     assert sorted(set(ev.source.tolist())) == [0, 1, 2]
 
@@ -146,6 +150,36 @@ def test_trace_stage_reruns_on_the_existing_run(tiny_run):
     tracer.run(cfg, tiny_run.path)
     after = json.loads(tiny_run.metrics_path.read_text())
     assert after["attacks"] == before["attacks"]
+
+
+def test_a_stage_on_an_existing_run_takes_that_runs_config(tiny_run):
+    """stage=trace without debug=tiny: the run's own config (digits, 3 copies), not the default
+    one (fashion_mnist, 5 copies)."""
+    before = json.loads(tiny_run.metrics_path.read_text())
+    tracer.run(tracer.compose("stage=trace", "progress=false"), tiny_run.path)
+    assert json.loads(tiny_run.metrics_path.read_text())["attacks"] == before["attacks"]
+    saved = (tiny_run.path / "config.yaml").read_text()
+    assert "name: digits" in saved and "stage: trace" in saved
+
+
+def test_an_override_that_contradicts_a_finished_stage_is_refused(tiny_run):
+    from tracer.config import ConfigConflict
+    saved = (tiny_run.path / "config.yaml").read_text()
+    with pytest.raises(ConfigConflict) as err:
+        tracer.run(tracer.compose("debug=tiny", "stage=attack", "seed=5",
+                                  "separation.alpha=0.3"), tiny_run.path)
+    assert [line.split(":")[0] for line in err.value.lines] == ["seed", "separation.alpha"]
+    assert "made with 0, this command asks 5" in err.value.lines[0]
+    assert (tiny_run.path / "config.yaml").read_text() == saved     # nothing written
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tracer.pipeline", "stage=attack",
+                           "dataset=mnist", "attack.hsja.factory.max_iter=3", "seed=0",
+                           f"hydra.run.dir={tiny_run.path}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tracer: ")]
+    assert [line.split(":")[1].strip() for line in lines[1:]] == [
+        "attack.hsja.factory.max_iter", "dataset.name"]
 
 
 def test_cli_runs_the_report_stage(tiny_run):

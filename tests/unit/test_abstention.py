@@ -7,12 +7,13 @@ from tracer.abstention import (allowed_accusations, choose_threshold, detection_
                                false_accusation_rate, halves, operating_curve, rate_upper_bound,
                                split_stability, wrong_accusation_rate)
 from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
+from tracer.tracing import Scores
 from tracer.transforms import gaussian_noise, jpeg
 
 
 def _scores(tops):
     """One row per top score: [top, 0.0] (no ties unless top == 0)."""
-    return torch.tensor([[t, 0.0] for t in tops])
+    return Scores(torch.tensor([[t, 0.0] for t in tops]))
 
 
 def test_threshold_allows_at_most_the_target_share_of_every_innocent_set():
@@ -25,11 +26,11 @@ def test_threshold_allows_at_most_the_target_share_of_every_innocent_set():
 
 
 def test_no_threshold_when_innocents_are_never_accused_and_ties_never_accuse():
-    tied = torch.tensor([[3.0, 3.0], [2.0, 2.0]])
+    tied = Scores(torch.tensor([[3.0, 3.0], [2.0, 2.0]]))
     assert choose_threshold({"tied": tied}, 0.0) is None
     assert false_accusation_rate(tied, None) == 0.0
     with pytest.raises(ValueError, match="empty"):
-        choose_threshold({"none": torch.zeros(0, 2)}, 0.01)
+        choose_threshold({"none": Scores(torch.zeros(0, 2))}, 0.01)
     with pytest.raises(ValueError, match="max_false_accusation"):
         choose_threshold({"a": tied}, 1.0)
 
@@ -68,7 +69,7 @@ def test_threshold_with_a_confidence_accuses_fewer_innocents():
 def test_split_stability_counts_splits_whose_held_out_half_exceeds_the_target():
     # 4 of 200 innocents score high: a half holding 3 or more of them exceeds 1% (2 of 100)
     inn = _scores([5.0, 4.0, 3.0, 2.0] + [0.1] * 196)
-    ev = (torch.tensor([[6.0, 0.0], [0.5, 0.0]]), torch.tensor([0, 0]))
+    ev = (Scores(torch.tensor([[6.0, 0.0], [0.5, 0.0]])), torch.tensor([0, 0]))
     plain = split_stability({"a": inn}, {"pgd": ev}, 0.01, None, splits=50)
     bound = split_stability({"a": inn}, {"pgd": ev}, 0.01, 0.8, splits=50)
     assert plain["splits"] == 50 and 0 < plain["share_above_target"] < 1
@@ -84,7 +85,7 @@ def test_split_stability_counts_splits_whose_held_out_half_exceeds_the_target():
 
 
 def test_detection_and_wrong_accusation_at_a_threshold():
-    scores = torch.tensor([[5.0, 1.0], [0.5, 0.2], [1.0, 4.0], [0.0, 6.0]])
+    scores = Scores(torch.tensor([[5.0, 1.0], [0.5, 0.2], [1.0, 4.0], [0.0, 6.0]]))
     source = torch.tensor([0, 0, 0, 1])
     assert detection_rate(scores, source, 2.0) == 0.5             # rows 0 and 3
     assert wrong_accusation_rate(scores, source, 2.0) == 0.25     # row 2 names copy 1
@@ -93,6 +94,17 @@ def test_detection_and_wrong_accusation_at_a_threshold():
     assert curve[0]["false_accusation_rate"]["clean"] == 1.0
     assert curve[1]["false_accusation_rate"]["clean"] == 0.0
     assert curve[1]["detection_rate"]["hsja"] == 0.5
+
+
+def test_an_ineligible_top_is_never_accused_and_sets_no_threshold():
+    # the innocents' high values all sit at ineligible candidates (copies that agree with C)
+    value = torch.tensor([[5.0, 0.1]] * 50 + [[0.0, 0.3]] * 50)
+    eligible = torch.tensor([[False, True]] * 100)
+    inn = Scores(value, eligible)
+    t = choose_threshold({"a": inn}, 0.0)
+    assert 0.3 < t < 0.3 + 1e-6          # above the eligible 0.3s, far below the 5.0s
+    assert false_accusation_rate(inn, t) == 0.0
+    assert false_accusation_rate(inn, None) == 1.0     # without a threshold: named anyway
 
 
 def test_halves_split_every_index_once_and_are_seeded():

@@ -9,14 +9,14 @@ from tracer.attacks.generate import attack_copy
 from tracer.config import CONFIG_DIR, to_spec
 from tracer.transforms import shift
 
-from conftest import strong_pgd_case, tiny_family
+from conftest import strong_pgd_case, tiny_copies
 
 
 def test_every_adaptive_config_is_a_known_attacker():
     names = sorted(p.stem for p in (CONFIG_DIR / "adaptive").glob("*.yaml"))
     assert names == sorted(ADAPTIVE)
     for name in names:
-        assert to_spec(tracer.compose("debug=tiny", f"adaptive={name}")).adaptive.kind == name
+        assert to_spec(tracer.compose("debug=tiny", f"adaptive={name}")).evidence.adaptive.kind == name
     with pytest.raises(ValueError, match="unknown adaptive"):
         AdaptiveSpec(kind="magic")
 
@@ -29,8 +29,8 @@ def test_shift_moves_the_image_and_replicates_the_border():
 
 
 def test_prune_zeroes_the_smallest_weights_of_a_copy_and_leaves_the_original():
-    family = tiny_family()
-    copy = family.copy(0)
+    copies = tiny_copies()
+    copy = copies.copy(0)
     before = {k: v.clone() for k, v in copy.state_dict().items()}
     pruned = prune(copy, 0.5)
     w = dict(pruned.named_parameters())
@@ -40,17 +40,17 @@ def test_prune_zeroes_the_smallest_weights_of_a_copy_and_leaves_the_original():
 
 
 def test_eot_averages_probabilities_and_the_leaked_tracer_attacker_sees_c_alone():
-    family = tiny_family()
+    copies = tiny_copies()
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
-        p = EOTModel(family.copy(0), 0.05, 3)(x)
+        p = EOTModel(copies.copy(0), 0.05, 3)(x)
         assert torch.allclose(p.sum(-1), torch.ones(4))
-        assert torch.allclose(WithoutTracer(family.copy(1))(x), family.norm(family.base(x)))
+        assert torch.allclose(WithoutTracer(copies.copy(1))(x), copies.norm(copies.base(x)))
 
 
 def test_surrogate_and_finetune_learn_the_copys_labels_without_touching_it():
-    family = tiny_family(alpha=0.5)
-    copy = family.copy(1)
+    copies = tiny_copies(alpha=0.5)
+    copy = copies.copy(1)
     before = {k: v.clone() for k, v in copy.state_dict().items()}
     x = torch.rand(256, 1, 8, 8)
     for kind in ("surrogate", "finetune"):
@@ -64,11 +64,11 @@ def test_surrogate_and_finetune_learn_the_copys_labels_without_touching_it():
 
 
 def test_post_processed_evidence_still_fools_its_copy():
-    family, spec, x, y = strong_pgd_case(16)
+    copies, spec, x, y = strong_pgd_case(16)
     adaptive = AdaptiveSpec(kind="jpeg", quality=50)
-    ev, tried = attack_copy(family, 0, spec, x, y, torch.arange(16), 16, progress=False,
+    ev, tried = attack_copy(copies, 0, spec, x, y, torch.arange(16), 16, progress=False,
                             adaptive=adaptive)
     assert tried == 16 and len(ev) > 0 and ev.params["adaptive"] == "jpeg"
     with torch.no_grad():
-        assert (family.copy(0)(ev.x).argmax(1) != ev.y_true).all()
+        assert (copies.copy(0)(ev.x).argmax(1) != ev.y_true).all()
     assert torch.equal(post_process(AdaptiveSpec(), x), x)

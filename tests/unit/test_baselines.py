@@ -11,7 +11,9 @@ from tracer.baselines import (IndependentCopies, MaskedCopies, crossing_margin, 
 from tracer.evidence import Evidence
 from tracer.io import IntegrityError, sha256_file
 from tracer.runs import Run, load_run
-from tracer.stages import SeparationSpec, default_scorer, separate, traced_evidence
+from tracer.separation import SeparationSpec
+from tracer.stages import scorer_name, separate, traced_evidence
+from tracer.tracing import named
 
 from conftest import toy_data, toy_separation
 
@@ -20,9 +22,9 @@ def test_crossing_margin_prefers_the_fooled_copy_with_the_smallest_margin():
     # y = 0; copy 0 fooled by 0.4, copy 1 fooled by 0.05, copy 2 not fooled.
     out = torch.tensor([[[0.3, 0.7, 0.0], [0.45, 0.5, 0.05], [0.8, 0.1, 0.1]]])
     s = crossing_margin(out, torch.tensor([0]))
-    assert s.argmax().item() == 1
-    assert s[0, 0] == pytest.approx(-0.4) and s[0, 1] == pytest.approx(-0.05)
-    assert s[0, 2] == pytest.approx(-1.7) and s[0, 2] < s[0, :2].min()
+    assert named(s).item() == 1 and s.eligible.tolist() == [[True, True, False]]
+    assert s.value[0].tolist() == pytest.approx([-0.4, -0.05, -0.7])
+    assert s.order()[0].tolist() == [1, 0, 2]      # the copy still right ranks last
 
 
 def test_mask_change_names_the_copy_whose_masked_positions_did_not_move():
@@ -33,9 +35,10 @@ def test_mask_change_names_the_copy_whose_masked_positions_did_not_move():
     x_adv[0, 0, 0, 1] = 0.0                       # copy 1's masked position untouched
     fooled_all = torch.tensor([[1, 1, 1]])
     s = mask_change(x_adv, x, keep, fooled_all, torch.tensor([0]))
-    assert s.argmax().item() == 1 and s[0].tolist() == pytest.approx([-0.2, 0.0, -0.2])
+    assert named(s).item() == 1 and s.value[0].tolist() == pytest.approx([-0.2, 0.0, -0.2])
     s = mask_change(x_adv, x, keep, torch.tensor([[1, 0, 1]]), torch.tensor([0]))
-    assert s.argmax().item() in (0, 2) and s[0, 1] == pytest.approx(-2.0)
+    assert s.eligible.tolist() == [[True, False, True]] and named(s).item() == -1  # 0, 2 tie
+    assert s.order()[0, -1].item() == 1
 
 
 def test_random_masks_are_seeded_distinct_and_of_the_asked_size():
@@ -104,8 +107,11 @@ def test_baseline_runs_reload_identical_copies(baseline_run):
     assert set(m["files"]) == (members if method == "naive" else members | {"base.pt", "masks.npy"})
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():
-        assert torch.allclose(Run(out).load_family().outputs(x), copies.outputs(x), atol=1e-6)
-    assert default_scorer(copies) == ("crossing_margin" if method == "naive" else "mask_change")
+        assert torch.allclose(Run(out).load_copies().outputs(x), copies.outputs(x), atol=1e-6)
+    assert scorer_name(copies, "auto") == ("crossing_margin" if method == "naive"
+                                           else "mask_change")
+    with pytest.raises(ValueError, match="does not apply"):
+        scorer_name(copies, "debiased_disagree")
 
 
 def test_naive_copies_differ_and_copy_0_is_the_tracer_methods_classifier(naive_run, tmp_path):
@@ -127,7 +133,7 @@ def test_tampered_masks_are_refused(watermark_run, tmp_path):
     keep[0, 0, 0, 0] = 1 - keep[0, 0, 0, 0]
     np.save(path, keep)
     with pytest.raises(IntegrityError, match="masks.npy"):
-        Run(tmp_path / "r").load_family()
+        Run(tmp_path / "r").load_copies()
 
 
 def test_watermark_tracing_needs_the_clean_images(baseline_run):
@@ -140,7 +146,7 @@ def test_watermark_tracing_needs_the_clean_images(baseline_run):
         with pytest.raises(ValueError, match="only 3"):
             traced_evidence(copies, ev, torch.rand(3, 1, 8, 8))
     traced = traced_evidence(copies, ev, torch.rand(8, 1, 8, 8))
-    assert traced.labels.shape == (2, 3) and default_scorer(copies) in traced.scores
+    assert traced.labels.shape == (2, 3) and copies.scorers[0] in traced.scores
 
 
 def test_the_train_cache_trains_each_network_once(tmp_path):

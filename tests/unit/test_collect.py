@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tracer.evaluation.collect import (copies_summary, find_metrics, main, main_columns,
+from tracer.evaluation.collect import (num_copies_rows, find_metrics, main, main_columns,
                                        metric_rows, pivot, pivot_columns, summarise, to_csv,
                                        to_latex, to_markdown)
 from tracer.evaluation.paper_figures import paper_clean_acc, paper_trace_acc
@@ -47,7 +47,7 @@ def test_methods_side_by_side_put_a_baseline_in_every_alpha_row(tmp_path):
     assert table[1]["paper_trace_acc"] == 97.5
     assert [c[0] for c in pivot_columns(table)][-3:] == ["naive trace_acc %",
                                                          "residual trace_acc %", "paper trace %"]
-    copies = copies_summary(rows)
+    copies = num_copies_rows(rows)
     assert [(r["alpha"], r["n"], r["exact"][0], r["monte_carlo"][0]) for r in copies
             if r["method"] == "residual"] == [(0.05, 2, 0.9, 0.99), (0.05, 5, 0.8, 0.8),
                                               (0.15, 2, 1.0, 0.99), (0.15, 5, 0.9, 0.8)]

@@ -29,19 +29,25 @@ def test_trace_metrics_on_known_scores():
                            [0.0, 0.1, 0.9],   # right, transferable
                            [0.3, 0.9, 0.0]])  # right, non-transferable
     labels = torch.tensor([[3, 5, 5], [5, 3, 3], [3, 3, 3], [5, 3, 5]])
-    obs = Observation(scores, labels, torch.tensor([5, 5, 3, 5]).view(4, 1).expand(4, 3), logit_dol=-scores)
-    m = trace_metrics(scored(obs), ev, num_tried=8)
+    base = torch.tensor([5, 5, 3, 5]).view(4, 1).expand(4, 3)
+    obs = Observation(scores, labels, base, logit_dol_label=-scores, debiased=scores / 10)
+    m = trace_metrics(scored(obs, ("dol", "debiased_disagree", "logit_dol_label")), ev,
+                      num_tried=8)
     assert m.trace_acc == 0.75 and m.transfer_rate == 0.5
     assert m.trace_acc_transferable == 0.5 and m.trace_acc_nontransferable == 1.0
     assert m.success_rate == 0.5 and m.num_evidence == 4 and m.mean_queries == 10
     assert m.dol_source_mean == pytest.approx((2.0 + 1.0 + 0.9 + 0.9) / 4)
     assert 0 <= m.ks_d <= 1
-    # dol_disagree: example 1 has copies 1, 2 disagreeing with C (label 5): DOL picks 2, still
-    # wrong; example 3 has only copy 1 disagreeing: right either way.
-    assert m.trace_acc_by_scorer == {"dol": 0.75, "dol_disagree": 0.75, "logit_dol": 0.0}
+    # debiased_disagree: example 1 has copies 1, 2 disagreeing with C (label 5): the value picks
+    # 2, still wrong; example 3 has only copy 1 disagreeing: right either way.
+    assert m.trace_acc_by_scorer == {"dol": 0.75, "debiased_disagree": 0.75,
+                                     "logit_dol_label": 0.0}
     assert m.trace_acc_k == m.trace_acc_k_by_scorer["dol"] and m.trace_acc_k["10"] is None
-    m2 = trace_metrics(scored(obs), ev, num_tried=8, scorer="dol_disagree")
-    assert m2.scorer == "dol_disagree" and m2.trace_acc == 0.75
+    m2 = trace_metrics(scored(obs, ("dol", "debiased_disagree")), ev, num_tried=8,
+                       scorer="debiased_disagree")
+    assert m2.scorer == "debiased_disagree" and m2.trace_acc == 0.75
+    with pytest.raises(ValueError, match="unknown scorer"):
+        trace_metrics(scored(obs, ("dol",)), ev, num_tried=8, scorer="debiased_disagree")
 
 
 def test_rate_of_empty_set_is_none():

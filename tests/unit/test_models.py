@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tracer.models import (CLASSIFIERS, InputSpec, ModelSpec, OutputNorm, ResidualTracer,
-                           TracerSpec, VAETracer, build_base, build_classifier, build_tracer)
+                           VAETracer, build_base, build_classifier)
 from tracer.models.backbones import Normalize
 
 
@@ -63,7 +63,7 @@ class _Fixed(torch.nn.Module):
 
 
 def test_debiased_residual_cancels_what_r_finds_again_on_the_denoised_image():
-    tr = ResidualTracer(4, 1, 8, width=4, depth=3)
+    tr = ResidualTracer(4, 1, 8, width=4, depth=3, gain=20.0)
     x = torch.rand(3, 1, 8, 8)
     # R answers only the image's own structure (the same on x and on x - R(x)): nothing is left
     tr.noise = _Fixed(lambda v: torch.full_like(v, 0.1))
@@ -76,13 +76,19 @@ def test_debiased_residual_cancels_what_r_finds_again_on_the_denoised_image():
     assert torch.allclose(tr.debiased_residual(x), 2 * x.flatten(1))
 
 
-def test_build_tracer_dispatches_on_kind():
+def test_both_tracers_offer_what_the_copies_read():
+    x = torch.rand(2, 1, 8, 8)
+    vae = VAETracer(10, 1, 8, [0.5], [0.5], width=4).base_tracer
+    f, debiased = vae.features(x)
+    assert f.shape == (2, 10) and debiased is None and torch.equal(vae.readout(f), f)
+    assert vae.scorers[0] == "dol" and vae.gain == 1.0
+    res = ResidualTracer(10, 1, 8, width=4, depth=3, gain=3.0)
+    f, debiased = res.features(x, debiased=True)
+    assert f.shape == debiased.shape == (2, 64)
+    assert torch.allclose(res.gain * res.readout(f), res.pre_activation(x))
+    assert res.scorers[0] == "debiased_disagree"
     inp = InputSpec([1, 8, 8], 10, [0.5], [0.5])
-    assert isinstance(build_tracer(TracerSpec(kind="vae", width=4), inp), VAETracer)
-    assert isinstance(build_tracer(TracerSpec(kind="residual", width=4), inp), ResidualTracer)
-    with pytest.raises(ValueError, match="tracer kind"):
-        TracerSpec(kind="gan")
-    assert build_base(ModelSpec("small_cnn", {"width": 4}), inp)(torch.rand(1, 1, 8, 8)).shape == (1, 10)
+    assert build_base(ModelSpec("small_cnn", {"width": 4}), inp)(x).shape == (2, 10)
 
 
 def test_output_norms():
@@ -96,35 +102,35 @@ def test_output_norms():
         OutputNorm("softmax", temperature=0)
 
 
-def test_copy_is_classifier_plus_alpha_times_permuted_tracer(family):
+def test_copy_is_classifier_plus_alpha_times_permuted_tracer(copies):
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():
-        c = family.norm(family.base(x))
-        t0 = family.tracer(x)
-        outs = family.outputs(x)
-        for i in range(family.num_copies):
-            perm = family.permutations[i]
-            expected = c + family.alpha * t0[:, perm]
-            assert torch.allclose(family.copy(i)(x), expected, atol=1e-6)
+        c = copies.norm(copies.base(x))
+        t0 = copies.tracer(x)
+        outs = copies.outputs(x)
+        for i in range(copies.num_copies):
+            perm = copies.permutations[i]
+            expected = c + copies.alpha * t0[:, perm]
+            assert torch.allclose(copies.copy(i)(x), expected, atol=1e-6)
             assert torch.allclose(outs[:, i], expected, atol=1e-6)
-    assert family.predict(x).shape == (5, family.num_copies)
+    assert copies.predict(x).shape == (5, copies.num_copies)
     with pytest.raises(IndexError):
-        family.copy(family.num_copies)
+        copies.copy(copies.num_copies)
 
 
 def test_projected_copies_are_classifier_plus_alpha_times_their_own_projection_of_r():
-    from conftest import tiny_family
-    family = tiny_family(num_copies=200, keying="projection")
+    from conftest import tiny_copies
+    copies = tiny_copies(num_copies=200, keying="projection")
     x = torch.rand(3, 1, 8, 8)
     with torch.no_grad():
-        c = family.norm(family.base(x))
-        r = family.tracer.noise(x).flatten(1)
-        outs = family.outputs(x)
+        c = copies.norm(copies.base(x))
+        r = copies.tracer.noise(x).flatten(1)
+        outs = copies.outputs(x)
         for i in (0, 99, 199):
-            expected = c + family.alpha * torch.tanh(family.tracer.gain * r @ family.projections[i].T)
-            assert torch.allclose(family.copy(i)(x), expected, atol=1e-5)
+            expected = c + copies.alpha * torch.tanh(copies.tracer.gain * r @ copies.projections[i].T)
+            assert torch.allclose(copies.copy(i)(x), expected, atol=1e-5)
             assert torch.allclose(outs[:, i], expected, atol=1e-5)
-    assert family.num_copies == 200 and family.predict(x).shape == (3, 200)
+    assert copies.num_copies == 200 and copies.predict(x).shape == (3, 200)
 
 
 def test_projection_keys_have_unit_rows_and_do_not_depend_on_the_number_of_copies():
@@ -140,11 +146,13 @@ def test_projection_keys_have_unit_rows_and_do_not_depend_on_the_number_of_copie
 
 
 def test_projection_keys_need_the_residual_tracer():
-    from conftest import tiny_family
+    from conftest import tiny_copies
     with pytest.raises(ValueError, match="residual tracer"):
-        tiny_family(kind="vae", keying="projection")
-    from tracer.stages import SeparationSpec
+        tiny_copies(method="paper", keying="projection")
+    from tracer.separation import SeparationSpec
     with pytest.raises(ValueError, match="keying"):
         SeparationSpec(keying="hash")
     with pytest.raises(ValueError, match="residual tracer"):
-        SeparationSpec(keying="projection", tracer=TracerSpec(kind="vae"))
+        SeparationSpec(keying="projection", method="paper")
+    with pytest.raises(ValueError, match="unknown separation method"):
+        SeparationSpec(method="tracer")

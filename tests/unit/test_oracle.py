@@ -6,8 +6,8 @@ from tracer.attacks.oracle import (HardLabelOracle, QueryBudgetExceeded, ScoreOr
                                    ThreatModelViolation, WhiteBoxModel, make_view)
 
 
-def test_hard_label_oracle_counts_and_returns_labels_only(family):
-    copy = family.copy(0)
+def test_hard_label_oracle_counts_and_returns_labels_only(copies):
+    copy = copies.copy(0)
     oracle = make_view(copy, "decision", 10)
     x = torch.rand(6, 1, 8, 8)
     labels = oracle(x)
@@ -21,8 +21,8 @@ def test_hard_label_oracle_counts_and_returns_labels_only(family):
     assert oracle.queries == 0
 
 
-def test_hard_label_oracle_refuses_more_than_labels(family):
-    oracle = make_view(family.copy(0), "decision", 10)
+def test_hard_label_oracle_refuses_more_than_labels(copies):
+    oracle = make_view(copies.copy(0), "decision", 10)
     with pytest.raises(ThreatModelViolation):
         oracle.scores(torch.rand(1, 1, 8, 8))
     with pytest.raises(ThreatModelViolation):
@@ -34,8 +34,8 @@ def test_hard_label_oracle_refuses_more_than_labels(family):
     assert not hasattr(oracle, "__deepcopy__")
 
 
-def test_score_oracle_gives_scores_without_gradient(family):
-    oracle = make_view(family.copy(1), "score", 10)
+def test_score_oracle_gives_scores_without_gradient(copies):
+    oracle = make_view(copies.copy(1), "score", 10)
     assert isinstance(oracle, ScoreOracle)
     s = oracle(torch.rand(3, 1, 8, 8))
     assert s.shape == (3, 10) and not s.requires_grad
@@ -43,16 +43,16 @@ def test_score_oracle_gives_scores_without_gradient(family):
         oracle(torch.rand(1, 1, 8, 8, requires_grad=True))
 
 
-def test_budget_is_per_image_and_enforced(family):
-    oracle = HardLabelOracle(family.copy(0), 10, budget=5)
+def test_budget_is_per_image_and_enforced(copies):
+    oracle = HardLabelOracle(copies.copy(0), 10, budget=5)
     oracle.reset(num_images=2)
     oracle(torch.rand(10, 1, 8, 8))
     with pytest.raises(QueryBudgetExceeded):
         oracle(torch.rand(1, 1, 8, 8))
 
 
-def test_white_box_model_is_differentiable_and_counted(family):
-    wb = make_view(family.copy(0), "whitebox", 10)
+def test_white_box_model_is_differentiable_and_counted(copies):
+    wb = make_view(copies.copy(0), "whitebox", 10)
     assert isinstance(wb, WhiteBoxModel)
     x = torch.rand(4, 1, 8, 8, requires_grad=True)
     wb(x).sum().backward()

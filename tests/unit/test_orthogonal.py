@@ -10,9 +10,10 @@ from tracer.runs import load_run
 from tracer.separation import ClassifierTraining
 from tracer.separation.orthogonal import (gradient_orthogonality_loss, input_gradients,
                                           train_orthogonal_classifiers)
-from tracer.stages import SeparationSpec, separate
+from tracer.separation import SeparationSpec
+from tracer.stages import separate
 
-from conftest import Linear2, tiny_family, toy_data, toy_separation
+from conftest import Linear2, tiny_copies, toy_data, toy_separation
 
 
 def test_orthogonality_is_the_mean_squared_cosine_over_pairs():
@@ -36,7 +37,7 @@ def test_input_gradients_are_those_of_each_classifiers_cross_entropy():
 
 def test_fine_tuning_turns_the_copies_gradients_apart():
     data = toy_data()
-    base = tiny_family().base
+    base = tiny_copies().base
     start = nn.ModuleList([copy.deepcopy(base) for _ in range(3)])
     before = gradient_orthogonality_loss(input_gradients(start, data.x_train, data.y_train)[0])
     assert before.item() == pytest.approx(1.0, abs=1e-4)   # identical copies of C
@@ -50,16 +51,16 @@ def test_fine_tuning_turns_the_copies_gradients_apart():
 def test_copies_with_their_own_classifiers_reload_and_add_alpha_times_their_tracer(tmp_path):
     spec = replace(toy_separation(), classifiers="orthogonal",
                    finetune=ClassifierTraining(epochs=1, batch_size=16))
-    family = separate(toy_data(), spec, tmp_path / "r", progress=False)
+    copies = separate(toy_data(), spec, tmp_path / "r", progress=False)
     run = load_run(tmp_path / "r")
     assert run.manifest["classifiers"] == "orthogonal" and "classifiers.pt" in run.manifest["files"]
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
-        assert torch.allclose(run.load_family().outputs(x), family.outputs(x), atol=1e-6)
+        assert torch.allclose(run.load_copies().outputs(x), copies.outputs(x), atol=1e-6)
         for i in range(3):
-            own = family.norm(family.classifiers[i](x))
-            expected = own + family.alpha * family.copy(i).tracer_outputs(x)
-            assert torch.allclose(family.copy(i)(x), expected, atol=1e-6)
-            assert torch.allclose(family.outputs(x)[:, i], expected, atol=1e-6)
+            own = copies.norm(copies.classifiers[i](x))
+            expected = own + copies.alpha * copies.copy(i).tracer_outputs(x)
+            assert torch.allclose(copies.copy(i)(x), expected, atol=1e-6)
+            assert torch.allclose(copies.outputs(x)[:, i], expected, atol=1e-6)
     with pytest.raises(ValueError, match="classifiers"):
         SeparationSpec(classifiers="bespoke")

@@ -12,15 +12,15 @@ from tracer.stages import separate
 from conftest import toy_data, toy_separation
 
 
-@pytest.fixture(scope="module", params=["residual", "vae"])
+@pytest.fixture(scope="module", params=["residual", "paper"])
 def run_dir(tmp_path_factory, request):
     out = tmp_path_factory.mktemp(f"run_{request.param}")
-    family = separate(toy_data(), toy_separation(request.param), out, progress=False)
-    return out, family
+    copies = separate(toy_data(), toy_separation(request.param), out, progress=False)
+    return out, copies
 
 
 def test_separate_writes_manifest_and_reloads_identical_copies(run_dir):
-    out, family = run_dir
+    out, copies = run_dir
     run = load_run(out)
     m = run.manifest
     assert m["alpha"] == 0.15 and len(m["permutations"]) == 3
@@ -29,7 +29,7 @@ def test_separate_writes_manifest_and_reloads_identical_copies(run_dir):
     assert run.stage_done("separate") and not (out / "separate" / "resume" / "base.pt").exists()
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():
-        assert torch.allclose(run.load_family().outputs(x), family.outputs(x), atol=1e-6)
+        assert torch.allclose(run.load_copies().outputs(x), copies.outputs(x), atol=1e-6)
 
 
 def test_separate_is_skipped_when_done(run_dir):
@@ -50,7 +50,7 @@ def test_tampered_checkpoint_is_refused(run_dir, tmp_path):
     path = run.separate_dir / "base.pt"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(IntegrityError, match="base.pt.*sha256"):
-        run.load_family()
+        run.load_copies()
 
 
 def test_truncated_checkpoint_with_matching_hash_is_refused(run_dir, tmp_path):
@@ -61,7 +61,7 @@ def test_truncated_checkpoint_with_matching_hash_is_refused(run_dir, tmp_path):
     m["files"]["tracer_base.pt"] = sha256_file(path)
     write_json(run.manifest_path, m)
     with pytest.raises(IntegrityError, match="tracer_base.pt.*not a readable"):
-        run.load_family()
+        run.load_copies()
 
 
 def test_manifest_that_does_not_fit_the_checkpoint_is_refused(run_dir, tmp_path):
@@ -70,11 +70,11 @@ def test_manifest_that_does_not_fit_the_checkpoint_is_refused(run_dir, tmp_path)
     m["model"]["kwargs"]["hidden"] = 99
     write_json(run.manifest_path, m)
     with pytest.raises(IntegrityError, match="does not fit"):
-        run.load_family()
+        run.load_copies()
     m["format"] = 99
     write_json(run.manifest_path, m)
     with pytest.raises(IntegrityError, match="format"):
-        run.load_family()
+        run.load_copies()
 
 
 def test_load_run_needs_a_directory(tmp_path):
@@ -84,8 +84,7 @@ def test_load_run_needs_a_directory(tmp_path):
 
 def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path):
     src, _ = run_dir
-    kind = Run(src).manifest["tracer"]["kind"]
-    spec = toy_separation(kind)
+    spec = toy_separation(Run(src).manifest["method"])
     spec.alpha, spec.reuse = 0.05, str(src)
     separate(toy_data(), spec, tmp_path / "a", progress=False)
     for name in ("base.pt", "tracer_base.pt"):
@@ -108,36 +107,38 @@ def test_reuse_of_an_unfinished_run_is_refused(tmp_path):
 def test_evidence_made_against_other_copies_is_refused_naming_the_difference(run_dir, tmp_path):
     import tracer
     from tracer.config import to_spec
+    from tracer.attacks.generate import EvidenceSpec
     from tracer.stages import attack
-    out, family = run_dir
+    out, _ = run_dir
     run = _copy_run(out, tmp_path / "r")
-    spec = to_spec(tracer.compose("attack=[fgsm]", "attack.fgsm.factory.eps=0.9")).attacks[0]
-    data = toy_data()
-    with torch.no_grad():    # labels the untrained copies agree on, so that there is a pool
-        labels = family.predict(data.x_test)
-    agree = (labels == labels[:, :1]).all(1)
-    data.x_test, data.y_test = data.x_test[agree], labels[agree, 0]
-    attack(family, [spec], data, run.path, num_evidence=3, progress=False)
-    assert len(run.load_evidence("fgsm")) > 0             # fits the copies it was made against
     m = json.loads(run.manifest_path.read_text())
+    m["alpha"] = 0.0           # copies that are all C agree on every label: a pool to attack
+    write_json(run.manifest_path, m)
+    copies = run.load_copies()
+    spec = to_spec(tracer.compose("attack=[fgsm]", "attack.fgsm.factory.eps=0.9")).evidence.attacks[0]
+    data = toy_data()
+    with torch.no_grad():
+        data.y_test = copies.predict(data.x_test)[:, 0]
+    attack(copies, data, EvidenceSpec(attacks=[spec], num=3), run.path, progress=False)
+    assert len(run.load_evidence("fgsm")) > 0             # fits the copies it was made against
     m["alpha"] = 0.05
     write_json(run.manifest_path, m)
-    with pytest.raises(IntegrityError, match=r"evidence.npz: .*alpha 0.15 \(this run: 0.05\)"):
+    with pytest.raises(IntegrityError, match=r"evidence.npz: .*alpha 0.0 \(this run: 0.05\)"):
         run.load_evidence("fgsm")
 
 
 def test_projection_keyed_copies_reload_and_an_edited_seed_is_refused(tmp_path):
     from dataclasses import replace
     spec = replace(toy_separation(), keying="projection", num_copies=120)
-    family = separate(toy_data(), spec, tmp_path / "r", progress=False)
+    copies = separate(toy_data(), spec, tmp_path / "r", progress=False)
     run = load_run(tmp_path / "r")
     m = run.manifest
     assert m["keying"] == "projection" and "permutations" not in m
     assert len(m["accuracy"]["copy_clean_acc"]) == 120
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
-        assert torch.allclose(run.load_family().outputs(x), family.outputs(x), atol=1e-6)
+        assert torch.allclose(run.load_copies().outputs(x), copies.outputs(x), atol=1e-6)
     m["projection_seed"] += 1
     write_json(run.manifest_path, m)
     with pytest.raises(IntegrityError, match="projections_sha256"):
-        run.load_family()
+        run.load_copies()

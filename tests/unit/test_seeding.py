@@ -16,7 +16,7 @@ def test_gaussian_noise_does_not_repeat_the_tracers_projection():
     # Before tracer.seeding, gaussian_noise(x, std, seed) and ResidualTracer(seed=seed) drew from
     # one stream: image k's noise was exactly projection row k (cosine 1, before clipping).
     for seed in (0, 1):
-        tracer = ResidualTracer(10, 1, 28, seed=seed)
+        tracer = ResidualTracer(10, 1, 28, width=4, depth=3, gain=20.0, seed=seed)
         x = torch.full((10, 1, 28, 28), 0.5)
         noise = (gaussian_noise(x, 0.05, seed) - x).flatten(1)
         cos = torch.nn.functional.cosine_similarity(noise, tracer.projection, dim=1)

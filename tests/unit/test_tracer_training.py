@@ -7,7 +7,7 @@ from tracer.separation.train import TracerTraining, train_residual_tracer
 
 def _trained(noise_floor):
     torch.manual_seed(0)
-    tracer = ResidualTracer(4, 1, 8, width=4, depth=3, seed=0)
+    tracer = ResidualTracer(4, 1, 8, width=4, depth=3, gain=20.0, seed=0)
     x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     spec = TracerTraining(epochs=1, batch_size=16, noise_scale=0.05, clean_fraction=0.0,
                           noise_floor=noise_floor)

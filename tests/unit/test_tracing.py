@@ -1,9 +1,8 @@
+import pytest
 import torch
 
-import pytest
-
-from tracer.tracing import (Observation, dol_from_outputs, dol_score, logit_dol_from_outputs,
-                            named, observe, score, verdict)
+from tracer.tracing import (Observation, Scores, dol_from_outputs, logit_dol_from_outputs, named,
+                            outranks, score, scored, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -13,20 +12,20 @@ def test_dol_is_tracer_difference_at_top1_and_top2_labels():
     assert torch.allclose(dol_from_outputs(outputs, tracer), torch.tensor([[1.3, -1.3]]))
 
 
-def test_dol_score_matches_per_copy_computation(family):
+def test_observed_dol_matches_per_copy_computation(copies):
     x = torch.rand(7, 1, 8, 8)
-    scores, labels = dol_score(family, x, batch_size=3)
-    for i in range(family.num_copies):
-        copy = family.copy(i)
+    obs = copies.observe(x, batch_size=3)
+    for i in range(copies.num_copies):
+        copy = copies.copy(i)
         out, t = copy(x), copy.tracer_outputs(x)
         top2 = out.topk(2, 1).indices
         expected = t.gather(1, top2[:, :1]) - t.gather(1, top2[:, 1:])
-        assert torch.allclose(scores[:, i], expected.squeeze(1), atol=1e-6)
-        assert torch.equal(labels[:, i], out.argmax(1))
+        assert torch.allclose(obs.dol[:, i], expected.squeeze(1), atol=1e-6)
+        assert torch.equal(obs.labels[:, i], out.argmax(1))
 
 
 def test_verdict_argmax_and_abstention():
-    scores = torch.tensor([[0.1, 0.9, 0.3], [0.2, 0.1, 0.15]])
+    scores = Scores(torch.tensor([[0.1, 0.9, 0.3], [0.2, 0.1, 0.15]]))
     index, abstained = verdict(scores)
     assert index.tolist() == [1, 0] and not abstained.any()
     index, abstained = verdict(scores, abstain_below=0.5)
@@ -34,113 +33,129 @@ def test_verdict_argmax_and_abstention():
 
 
 def test_a_tie_at_the_top_names_nobody():
-    scores = torch.tensor([[0.7, 0.2, 0.7], [0.7, 0.9, 0.7]])
+    scores = Scores(torch.tensor([[0.7, 0.2, 0.7], [0.7, 0.9, 0.7]]))
     assert verdict(scores)[1].tolist() == [True, False]
     assert named(scores).tolist() == [-1, 1]
 
 
-def test_dol_disagree_puts_copies_that_disagree_with_c_first():
+def test_eligible_candidates_rank_first_and_only_they_are_named_at_a_threshold():
+    value = torch.tensor([[0.9, 0.2, 0.1],     # only copy 1 eligible: it tops copy 0's 0.9
+                          [0.9, 0.2, 0.1],     # none eligible: ranked by value alone
+                          [0.1, 0.3, 0.3]])    # copies 1 and 2 eligible and tied
+    eligible = torch.tensor([[False, True, False], [False, False, False], [True, True, True]])
+    scores = Scores(value, eligible)
+    assert named(scores).tolist() == [1, 0, -1]
+    # a threshold names only an eligible top whose value reaches it
+    assert named(scores, 0.15).tolist() == [1, -1, -1]
+    assert named(scores, 0.25).tolist() == [-1, -1, -1]
+    assert scores.order()[0].tolist() == [1, 0, 2] and scores.order()[1].tolist() == [0, 1, 2]
+    # candidates at or above the source (ties count): row 0's copy 0 is below the eligible one
+    assert scores.at_or_above(torch.tensor([0, 0, 1])).tolist() == [1, 0, 1]
+
+
+def test_outranks_is_eligible_first_then_value():
+    e = torch.tensor([True, False, True])
+    assert outranks(e, torch.tensor([0.1, 0.9, 0.5]), torch.tensor([False, True, True]),
+                    torch.tensor([0.9, 0.1, 0.5])).tolist() == [True, False, False]
+
+
+def test_the_mean_of_scores_is_eligible_where_it_was_on_half_the_examples():
+    s = Scores(torch.tensor([[1.0, 0.0], [3.0, 2.0]]), torch.tensor([[True, False],
+                                                                    [False, False]]))
+    m = s.mean()
+    assert m.value.tolist() == [[2.0, 1.0]] and m.eligible.tolist() == [[True, False]]
+
+
+def test_scores_must_be_a_matrix_with_eligibility_of_its_shape():
+    with pytest.raises(ValueError, match=r"\[n, m\]"):
+        Scores(torch.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        Scores(torch.zeros(2, 3), torch.zeros(2, 2, dtype=torch.bool))
+
+
+def test_debiased_disagree_reads_disagreement_as_eligibility():
     obs = Observation(dol=torch.tensor([[1.9, 0.2, -0.5]]), labels=torch.tensor([[4, 4, 7]]),
-                      base_labels=torch.tensor([[4, 4, 4]]), logit_dol=torch.zeros(1, 3))
-    assert score(obs, "dol").argmax().item() == 0
-    assert score(obs, "dol_disagree").argmax().item() == 2
+                      base_labels=torch.tensor([[4, 4, 4]]),
+                      debiased=torch.tensor([[0.5, 0.3, 0.1]]))
+    assert score(obs, "dol").value.argmax().item() == 0
+    s = score(obs, "debiased_disagree")
+    assert s.eligible.tolist() == [[False, False, True]] and named(s).item() == 2
+    assert named(s, 0.05).item() == 2 and named(s, 0.2).item() == -1
     with pytest.raises(ValueError, match="scorer"):
         score(obs, "vibes")
     with pytest.raises(ValueError, match="clean labels"):
         score(obs, "logit_dol_label")
+    assert set(scored(obs, ("debiased_disagree", "dol", "logit_dol_label")).scores) == {
+        "debiased_disagree", "dol"}
 
 
 def test_logit_dol_reads_pre_activations_in_units_of_their_spread():
     outputs = torch.tensor([[[0.1, 0.7, 0.5], [0.9, 0.2, 0.3]]])     # copy 0: 1 > 2; copy 1: 0 > 2
     z = torch.tensor([[3.0, 1.0, -1.0]])                              # std over K = 2
     perms = torch.tensor([[0, 1, 2], [2, 0, 1]])                      # copy 1 reads z[2], z[0], z[1]
-    # copy 0: (z1 - z2) / 2 = 1; copy 1: slot 0 -> z2, slot 2 -> z1: (-1 - 1) / 2 = -1
     zp = z[:, perms]
-    assert torch.allclose(logit_dol_from_outputs(outputs, zp), torch.tensor([[1.0, -1.0]]))
     # with the clean label 0: copy 0: (z1 - z0) / 2 = -1; copy 1: slot 0 is top-1 -> 0
     labelled = logit_dol_from_outputs(outputs, zp, torch.tensor([0]))
     assert torch.allclose(labelled, torch.tensor([[-1.0, 0.0]]))
 
 
-def test_observe_matches_tanh_of_the_pre_activations(family):
+def test_observe_reads_the_clean_label_rule_from_the_pre_activations(copies):
     x = torch.rand(5, 1, 8, 8)
-    obs = observe(family, x, clean_labels=torch.zeros(5, dtype=torch.long), batch_size=2)
-    assert torch.allclose(torch.tanh(family.tracer.pre_activation(x)), family.tracer(x))
-    assert obs.logit_dol.shape == obs.logit_dol_label.shape == (5, family.num_copies)
-    assert torch.isfinite(obs.logit_dol).all()
+    obs = copies.observe(x, clean_labels=torch.zeros(5, dtype=torch.long), batch_size=2)
+    assert torch.allclose(torch.tanh(copies.tracer.pre_activation(x)), copies.tracer(x))
+    assert obs.logit_dol_label.shape == (5, copies.num_copies)
+    assert torch.isfinite(obs.logit_dol_label).all()
 
 
-def test_observe_reports_the_base_classifier_label(family):
+def test_observe_reports_the_base_classifier_label(copies):
     x = torch.rand(4, 1, 8, 8)
-    obs = observe(family, x)
-    assert torch.equal(obs.base_labels, family.base(x).argmax(1, keepdim=True).expand(4, 3))
+    obs = copies.observe(x)
+    assert torch.equal(obs.base_labels, copies.base(x).argmax(1, keepdim=True).expand(4, 3))
 
 
-def test_alignment_is_the_cosine_of_the_residual_with_each_copys_pair_direction(family):
-    x = torch.rand(4, 1, 8, 8)
-    obs = observe(family, x)
-    t = family.tracer
-    with torch.no_grad():
-        r = t.noise(x).flatten(1)
-        out = family.outputs(x)
-    top2 = out.topk(2, -1).indices
-    for i in range(4):
-        for j in range(family.num_copies):
-            a, c = family.permutations[j, top2[i, j, 0]], family.permutations[j, top2[i, j, 1]]
-            d = t.projection[a] - t.projection[c]
-            want = float(d @ r[i] / (2 ** 0.5 * r[i].norm()))
-            assert obs.aligned[i, j].item() == pytest.approx(want, abs=1e-4)
-    assert score(obs, "aligned_disagree").shape == (4, family.num_copies)
-
-
-def test_aligned_disagree_needs_the_residual_tracer():
-    from conftest import tiny_family
-    obs = observe(tiny_family(kind="vae"), torch.rand(2, 1, 8, 8))
-    assert obs.aligned is None and obs.debiased is None
-    for name in ("aligned_disagree", "debiased_disagree"):
-        with pytest.raises(ValueError, match=f"{name} needs the residual tracer"):
-            score(obs, name)
+def test_the_vae_tracer_offers_no_debiased_rule():
+    from conftest import tiny_copies
+    vae = tiny_copies(method="paper")
+    assert vae.scorers == ("dol", "logit_dol_label")
+    obs = vae.observe(torch.rand(2, 1, 8, 8))
+    assert obs.debiased is None
+    with pytest.raises(ValueError, match="debiased_disagree needs the residual tracer"):
+        score(obs, "debiased_disagree")
 
 
 @pytest.mark.parametrize("keying", ["permutation", "projection"])
 def test_debiased_alignment_is_the_cosine_of_the_debiased_residual(keying):
-    from conftest import tiny_family
-    family = tiny_family(num_copies=4, keying=keying)
+    from conftest import tiny_copies
+    copies = tiny_copies(num_copies=4, keying=keying)
     x = torch.rand(5, 1, 8, 8)
-    obs = observe(family, x, batch_size=2)
-    t = family.tracer
+    obs = copies.observe(x, batch_size=2)
+    t = copies.tracer
     with torch.no_grad():
         r = t.noise(x)
         r = (r - t.noise((x - r).clamp(0, 1))).flatten(1)
-        out = family.outputs(x)
+        out = copies.outputs(x)
     top2 = out.topk(2, -1).indices
-    for j in range(family.num_copies):
-        key = (t.projection[family.permutations[j]] if keying == "permutation"
-               else family.projections[j])
+    for j in range(copies.num_copies):
+        key = (t.projection[copies.permutations[j]] if keying == "permutation"
+               else copies.projections[j])
         d = key[top2[:, j, 0]] - key[top2[:, j, 1]]
         cos = (d * r).sum(1) / (2 ** 0.5 * r.norm(dim=1))
         assert torch.allclose(obs.debiased[:, j], cos, atol=1e-4)
-    # a copy disagreeing with C outranks every agreeing one, as with aligned_disagree
     s = score(obs, "debiased_disagree")
-    disagree = obs.labels != obs.base_labels
-    assert torch.allclose(s, obs.debiased + 4.0 * disagree.float())
+    assert torch.equal(s.value, obs.debiased)
+    assert torch.equal(s.eligible, obs.labels != obs.base_labels)
 
 
 def test_projected_copies_trace_from_one_pass_as_each_copy_alone_would():
-    from conftest import tiny_family
-    family = tiny_family(num_copies=40, keying="projection")
+    from conftest import tiny_copies
+    copies = tiny_copies(num_copies=40, keying="projection")
     x = torch.rand(6, 1, 8, 8)
-    obs = observe(family, x, batch_size=4)
+    obs = copies.observe(x, batch_size=4)
     with torch.no_grad():
-        r = family.tracer.noise(x).flatten(1)
         for j in (0, 17, 39):
-            copy = family.copy(j)
+            copy = copies.copy(j)
             out, t = copy(x), copy.tracer_outputs(x)
             top2 = out.topk(2, 1).indices
             dol = (t.gather(1, top2[:, :1]) - t.gather(1, top2[:, 1:])).squeeze(1)
             assert torch.allclose(obs.dol[:, j], dol, atol=1e-5)
             assert torch.equal(obs.labels[:, j], out.argmax(1))
-            p = family.projections[j]
-            d = p[top2[:, 0]] - p[top2[:, 1]]
-            cos = (d * r).sum(1) / (2 ** 0.5 * r.norm(dim=1))
-            assert torch.allclose(obs.aligned[:, j], cos, atol=1e-4)

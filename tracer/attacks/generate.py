@@ -6,9 +6,9 @@ loses at most the chunk in progress and resumes where it stopped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -18,9 +18,11 @@ from tqdm.auto import tqdm
 from tracer.attacks.adaptive import AdaptiveSpec, attacker_model, post_process
 from tracer.attacks.oracle import THREATS, make_view
 from tracer.evidence import Evidence
-from tracer.models.copies import CopyFamily
+from tracer.models.predict import predict_labels
 from tracer.seeding import derived_seed
-from tracer.separation.train import predict_labels
+
+if TYPE_CHECKING:
+    from tracer.methods import CopySet
 
 
 class Attack(Protocol):
@@ -45,6 +47,28 @@ class AttackSpec:
     def __post_init__(self):
         if self.threat not in THREATS:
             raise ValueError(f"attack {self.name}: unknown threat {self.threat!r}; known: {THREATS}")
+
+
+@dataclass
+class EvidenceSpec:
+    """What the attack stage makes: ``attacks``, each run from every source until ``num``
+    successful examples exist (shared out evenly over the sources), by ``adaptive``'s attacker."""
+    attacks: list[AttackSpec] = field(default_factory=list)
+    num: int = 200                     # successful examples per attack, over all sources
+    sources: list[int] | None = None   # None: every copy is a source in turn
+    colluders: int = 1                 # buyers per group attacking together
+    max_tries_factor: float = 3.0      # a source gives up after this many times its share
+    shards: int = 1                    # contiguous image ranges per source, each its own unit
+    shard: int | None = None           # attack this range only (a cluster job); None: all, merged
+    adaptive: AdaptiveSpec = field(default_factory=AdaptiveSpec)
+
+    def __post_init__(self):
+        if self.num < 1:
+            raise ValueError(f"evidence.num must be at least 1, got {self.num}")
+        if self.shards < 1:
+            raise ValueError(f"evidence.shards must be at least 1, got {self.shards}")
+        if self.shard is not None and not 0 <= self.shard < self.shards:
+            raise ValueError(f"evidence.shard {self.shard} outside 0..{self.shards - 1}")
 
 
 def shared_pool(correct: Tensor, num_sources: int, source_rank: int, seed: int = 0) -> Tensor:
@@ -84,7 +108,7 @@ class Colluders(nn.Module):
         return torch.where(all_fooled, mean, held)
 
 
-def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x: Tensor,
+def attack_copy(copies: CopySet, source: int | list[int], spec: AttackSpec, x: Tensor,
                 y: Tensor, pool: Tensor, n_wanted: int, *, device: torch.device | str = "cpu",
                 part: Path | None = None, progress: bool = True, seed: int = 0,
                 adaptive: AdaptiveSpec | None = None,
@@ -100,13 +124,13 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
     learn from ``train_images`` labelled by the copy); its evidence must still fool the copy.
     """
     group = [source] if isinstance(source, int) else list(source)
-    members = [family.copy(i).eval() for i in group]
+    members = [copies.copy(i).eval() for i in group]
     copy = members[0] if len(members) == 1 else Colluders(members).eval()
     target = copy
     if adaptive is not None and adaptive.kind != "none":
-        target = attacker_model(adaptive, copy, train_images, family.num_classes,
+        target = attacker_model(adaptive, copy, train_images, copies.num_classes,
                                 seed=seed, device=device)
-    view = make_view(target, spec.threat, family.num_classes, device, spec.budget)
+    view = make_view(target, spec.threat, copies.num_classes, device, spec.budget)
     attack = spec.factory(view)
     kept, tried = _resume(part)
     meta = {"attack": repr(attack), "name": spec.name, "threat": spec.threat,
@@ -120,9 +144,9 @@ def attack_copy(family: CopyFamily, source: int | list[int], spec: AttackSpec, x
     while (need := n_wanted - sum(len(e) for e in kept)) > 0 and tried < len(pool):
         # Never attack more images than still needed: every success is kept and counted.
         idx = pool[tried:tried + min(chunk, need)]
-        chunk_seed = (seed * 1_000_003 + tried) % 2**32
+        chunk_seed = derived_seed(seed, f"attack_chunk_{tried}") % 2**32
         # torch's stream apart from the seed's own: manual_seed(seed)'s first normals are P's rows
-        torch.manual_seed(derived_seed(chunk_seed, "attack_chunk"))
+        torch.manual_seed(derived_seed(chunk_seed, "attack_torch"))
         np.random.seed(chunk_seed)
         xb, yb = x[idx].to(device), y[idx].to(device)
         if guarded:

@@ -10,13 +10,14 @@ import torch
 from torch import Tensor, nn
 
 from tracer.data import batches
-from tracer.tracing import Scored
+from tracer.tracing import Scored, Scores
 
 
 class IndependentCopies(nn.Module):
     """m classifiers; copy i outputs softmax(C_i(x)). Shape: outputs(x) [n, m, K]."""
 
-    scorers = ("crossing_margin",)
+    scorers = ("crossing_margin",)   # the rules trace() offers; the first is the default
+    needs_clean_images = False       # the clean labels (the evidence's y_true) suffice
 
     def __init__(self, members: list[nn.Module], num_classes: int):
         super().__init__()
@@ -43,13 +44,15 @@ class IndependentCopies(nn.Module):
         return _Member(self, index)
 
     @torch.no_grad()
-    def trace(self, x_adv: Tensor, x_clean: Tensor, y_clean: Tensor, batch_size: int = 512,
-              device: torch.device | str = "cpu") -> Scored:
-        """Every candidate's label and score on the evidence (x_clean unused: the verdict needs
-        only what the example shows, y_clean)."""
-        out = _batched(self.outputs, x_adv, batch_size, device)
-        s = crossing_margin(out, y_clean)
-        return Scored(out.argmax(-1), {"crossing_margin": s}, s)
+    def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
+              clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
+        """Every candidate's label and score on evidence images ``x``; the verdict needs what
+        each example shows (``clean_labels``), not the clean images."""
+        if clean_labels is None:
+            raise ValueError(f"tracing {type(self).__name__} needs the evidence's clean labels")
+        out = _batched(self.outputs, x, 512, device)
+        s = crossing_margin(out, clean_labels)
+        return Scored(out.argmax(-1), {"crossing_margin": s}, s.value)
 
 
 class _Member(nn.Module):
@@ -67,16 +70,17 @@ def _batched(fn, x: Tensor, batch_size: int, device) -> Tensor:
     return torch.cat([fn(x[idx].to(device)).cpu() for idx in batches(len(x), batch_size)])
 
 
-def crossing_margin(outputs: Tensor, y_clean: Tensor) -> Tensor:
-    """Higher for the copy the example fools by the smallest margin.
+def crossing_margin(outputs: Tensor, y_clean: Tensor) -> Scores:
+    """Higher for the copy the example fools by the smallest margin; the fooled copies are the
+    eligible ones.
 
     A fooled copy scores -(p[its label] - p[y_clean]) in [-1, 0]; a copy still right scores
-    -1 - (p[y_clean] - p[runner-up]) < -1, below every fooled copy.
+    -(p[y_clean] - p[runner-up]).
     Shape: outputs [n, m, K] (probabilities); y_clean [n] -> [n, m].
     """
     y = y_clean.view(-1, 1, 1).expand(*outputs.shape[:2], 1)
     p_clean = outputs.gather(-1, y).squeeze(-1)
     top2 = outputs.topk(2, dim=-1).values
     fooled = outputs.argmax(-1) != y.squeeze(-1)
-    return torch.where(fooled, -(top2[..., 0] - p_clean), -1.0 - (p_clean - top2[..., 1]))
-
+    return Scores(torch.where(fooled, -(top2[..., 0] - p_clean), -(p_clean - top2[..., 1])),
+                  fooled)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from tracer.baselines.independent import IndependentCopies
-from tracer.tracing import Scored
+from tracer.tracing import Scored, Scores
 
 
 class InputMask(nn.Module):
@@ -53,6 +53,7 @@ class MaskedCopies(IndependentCopies):
     """
 
     scorers = ("mask_change", "crossing_margin")
+    needs_clean_images = True   # mask_change compares the evidence with its clean image
 
     def __init__(self, members: list[nn.Module], keep: Tensor, num_classes: int):
         super().__init__(members, num_classes)
@@ -64,23 +65,25 @@ class MaskedCopies(IndependentCopies):
         return torch.softmax(self.members[index](x * self.keep[index]), dim=-1)
 
     @torch.no_grad()
-    def trace(self, x_adv: Tensor, x_clean: Tensor, y_clean: Tensor, batch_size: int = 512,
-              device: torch.device | str = "cpu") -> Scored:
-        traced = super().trace(x_adv, x_clean, y_clean, batch_size, device)
-        s = mask_change(x_adv, x_clean, self.keep.cpu(), traced.labels, y_clean)
-        return Scored(traced.labels, {"mask_change": s, **traced.scores}, s)
+    def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
+              clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
+        if clean_images is None:
+            raise ValueError("tracing MaskedCopies needs each example's clean image")
+        traced = super().trace(x, clean_labels=clean_labels, device=device)
+        s = mask_change(x, clean_images, self.keep.cpu(), traced.labels, clean_labels)
+        return Scored(traced.labels, {"mask_change": s, **traced.scores}, s.value)
 
 
 def mask_change(x_adv: Tensor, x_clean: Tensor, keep: Tensor, labels: Tensor,
-                y_clean: Tensor) -> Tensor:
-    """Higher for the fooled copy whose masked positions the example changed least.
+                y_clean: Tensor) -> Scores:
+    """Higher for the fooled copy whose masked positions the example changed least; the fooled
+    copies are the eligible ones.
 
-    A fooled copy scores -mean|x_adv - x| over its masked positions (in [-1, 0] for images in
-    [0, 1]); a copy the example does not fool scores that minus 2, below every fooled copy.
-    Shape: x_adv, x_clean [n, C, H, W]; keep [m, C, H, W]; labels [n, m]; y_clean [n] -> [n, m].
+    Every copy scores -mean|x_adv - x| over its masked positions (in [-1, 0] for images in
+    [0, 1]). Shape: x_adv, x_clean [n, C, H, W]; keep [m, C, H, W]; labels [n, m]; y_clean [n]
+    -> [n, m].
     """
     diff = (x_adv - x_clean).abs().flatten(1)
     hidden = (1.0 - keep).flatten(1)
     change = diff @ hidden.T / hidden.sum(dim=1).clamp_min(1.0)
-    fooled = labels != y_clean.unsqueeze(1)
-    return -change - 2.0 * (~fooled).float()
+    return Scores(-change, labels != y_clean.unsqueeze(1))

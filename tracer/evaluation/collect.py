@@ -2,7 +2,7 @@
 tables: one row per (dataset, model, method, copies, alpha, theta, attack) with mean and standard
 deviation over seeds and the paper's figure beside ours where it has one (Tables 1-5); the same
 cells with the methods side by side (:func:`pivot`); and accuracy against the number of copies,
-exact and the paper's Monte-Carlo estimate (:func:`copies_summary`).
+exact and the paper's Monte-Carlo estimate (:func:`num_copies_rows`).
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def pivot(summary: list[dict], column: str = "method", value: str = "trace_acc")
     return out
 
 
-def copies_summary(rows: list[dict]) -> list[dict]:
+def num_copies_rows(rows: list[dict]) -> list[dict]:
     """Tracing accuracy for every number of copies n: exact (every n-subset of the copies) and
     the paper's Monte-Carlo estimate, mean and std over seeds."""
     out = []
@@ -192,7 +192,7 @@ def tables(rows: list[dict]) -> dict[str, tuple[list[Column], list[dict]]]:
     by_method = pivot(summary)
     return {"tables": (main_columns(), summary),
             "by_method": (pivot_columns(by_method), by_method),
-            "copies": (copies_columns(), copies_summary(rows))}
+            "copies": (copies_columns(), num_copies_rows(rows))}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from tracer.calibration import cross_fitted_confidence, expected_calibration_error
+from tracer.confidence import cross_fitted_confidence, expected_calibration_error
 from tracer.evaluation.aggregate import aggregate_accuracy
 from tracer.evaluation.num_copies import accuracy_vs_num_copies, monte_carlo_accuracy
 from tracer.evidence import Evidence
-from tracer.tracing import Scored, named
+from tracer.tracing import Scored, Scores, named
 
 
 AGGREGATE_K = (1, 5, 10)
@@ -101,19 +101,19 @@ def perturbation_norms(x_adv: Tensor, x: Tensor) -> dict[str, float | None]:
             "linf_median": float(linf.median()), "linf_mean": float(linf.mean())}
 
 
-def collusion_rates(scores: Tensor, source: Tensor,
+def collusion_rates(scores: Scores, source: Tensor,
                     groups: list[list[int]]) -> tuple[float | None, float | None]:
     """For evidence made by groups of colluders (``source``: each example's group's first copy):
     how often the verdict names a colluder, and how often the top-|group| candidates are exactly
-    the colluders. Shape: scores [n, m]; source [n]."""
+    the colluders. Shape: source [n]."""
     first = {g[0]: g for g in groups}
     if not set(source.tolist()) <= set(first):
         raise ValueError("evidence names a source that starts none of the collusion groups")
     k = len(groups[0])
-    members = torch.zeros_like(scores, dtype=torch.bool)
+    members = torch.zeros_like(scores.value, dtype=torch.bool)
     for i, s in enumerate(source.tolist()):
         members[i, first[s]] = True
-    top = scores.topk(k, dim=1).indices
+    top = scores.order()[:, :k]
     verdicts = named(scores)
     any_named = members[torch.arange(len(source)), verdicts.clamp_min(0)] & (verdicts >= 0)
     all_named = members.gather(1, top).all(dim=1)
@@ -147,9 +147,11 @@ def trace_metrics(traced: Scored, evidence: Evidence, num_tried: int,
     is_source = torch.zeros_like(traced.statistic, dtype=torch.bool)
     is_source[torch.arange(n), evidence.source] = True
     src, inn = traced.statistic[is_source], traced.statistic[~is_source]
-    sizes = copy_counts(scores.shape[1])
+    sizes = copy_counts(scores.num_candidates)
     by_copies = accuracy_vs_num_copies(scores, evidence.source, sizes) if n else {}
-    mc = monte_carlo_accuracy(scores[is_source], scores[~is_source], sizes) \
+    elig = scores.eligibility()
+    mc = monte_carlo_accuracy((elig[is_source], scores.value[is_source]),
+                              (elig[~is_source], scores.value[~is_source]), sizes) \
         if n and sizes else {}
     ks = float(ks_2samp(src.numpy(), inn.numpy()).statistic) if n and inn.numel() else None
     by_scorer = {name: rate(named(s) == evidence.source) for name, s in traced.scores.items()}

@@ -13,16 +13,17 @@ from math import comb
 import torch
 from torch import Tensor
 
+from tracer.tracing import Scores, outranks
 
-def accuracy_vs_num_copies(scores: Tensor, source: Tensor, sizes: list[int]) -> dict[int, float]:
+
+def accuracy_vs_num_copies(scores: Scores, source: Tensor, sizes: list[int]) -> dict[int, float]:
     """For each n in ``sizes`` (2 <= n <= m): the mean over examples and over every set of n - 1
-    innocents of [the source's score beats all of them]; a tie counts as a miss.
+    innocents of [the source outranks all of them]; a tie counts as a miss.
 
-    Shape: scores [n_ev, m]; source [n_ev].
+    Shape: source [n_ev].
     """
-    n_ev, m = scores.shape
-    src = scores[torch.arange(n_ev), source]
-    beaten_by = (scores >= src[:, None]).sum(dim=1) - 1   # innocents at or above the source
+    n_ev, m = scores.value.shape
+    beaten_by = scores.at_or_above(source)   # innocents at or above the source
     out = {}
     for n in sizes:
         if not 2 <= n <= m:
@@ -32,14 +33,16 @@ def accuracy_vs_num_copies(scores: Tensor, source: Tensor, sizes: list[int]) -> 
     return out
 
 
-def monte_carlo_accuracy(source_scores: Tensor, innocent_scores: Tensor, sizes: list[int],
-                         trials: int = 20000, seed: int = 0) -> dict[int, float]:
+def monte_carlo_accuracy(source: tuple[Tensor, Tensor], innocent: tuple[Tensor, Tensor],
+                         sizes: list[int], trials: int = 20000, seed: int = 0) -> dict[int, float]:
     """The paper's estimate: draw one source score and n - 1 innocent scores independently from
-    their empirical distributions; the fraction of draws where the source wins (ties miss)."""
+    their empirical distributions; the fraction of draws where the source outranks them all
+    (ties miss). ``source``, ``innocent``: (eligible, value) of every such score, 1-d each."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for n in sizes:
-        s = source_scores[torch.randint(len(source_scores), (trials,), generator=gen)]
-        i = innocent_scores[torch.randint(len(innocent_scores), (trials, n - 1), generator=gen)]
-        out[n] = float((s > i.max(dim=1).values).float().mean())
+        i = torch.randint(len(source[0]), (trials, 1), generator=gen)
+        j = torch.randint(len(innocent[0]), (trials, n - 1), generator=gen)
+        wins = outranks(source[0][i], source[1][i], innocent[0][j], innocent[1][j])
+        out[n] = float(wins.all(dim=1).float().mean())
     return out

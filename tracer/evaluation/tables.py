@@ -29,12 +29,13 @@ def results_markdown(metrics: dict) -> str:
             f"trace % with scorer {metrics['scorer']}")
     scorers = sorted({s for a in metrics["attacks"].values() for s in a["trace_acc_by_scorer"]})
     header = ["attack", "evidence", "success %", "transfer %", "trace %", "trace transf. %",
-              "trace non-transf. %", *[f"{s} %" for s in scorers], "KS D", "mean queries",
-              "L2 median", "Linf median"]
+              "trace non-transf. %", *[f"{s} %" for s in scorers], "confidence %", "ECE",
+              "KS D", "mean queries", "L2 median", "Linf median"]
     rows = [[name, str(a["num_evidence"]), pct(a["success_rate"]), pct(a["transfer_rate"]),
              pct(a["trace_acc"]), pct(a["trace_acc_transferable"]),
              pct(a["trace_acc_nontransferable"]),
-             *[pct(a["trace_acc_by_scorer"].get(s)) for s in scorers], num(a.get("ks_d"), 2),
+             *[pct(a["trace_acc_by_scorer"].get(s)) for s in scorers],
+             pct(a.get("confidence_mean")), num(a.get("ece"), 3), num(a.get("ks_d"), 2),
              num(a["mean_queries"]), num(a.get("l2_median"), 3),
              num(a.get("linf_median"), 3)] for name, a in metrics["attacks"].items()]
     return head + "\n\n" + markdown_table(header, rows) + "\n"

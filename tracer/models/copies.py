@@ -1,8 +1,8 @@
 """The copies a seller ships: ``M_i(x) = norm(C(x)) + alpha * T_i(x)``.
 
-:class:`CopyFamily` holds the shared parts (C, T_0) and each copy's secret key: the paper's
+:class:`TracerCopies` holds the shared parts (C, T_0) and each copy's secret key: the paper's
 output permutation, ``T_i = pi_i(T_0)``, of which K classes allow at most K(K-1) copies that
-pairwise agree on at most one position. :class:`ProjectedCopyFamily` keys the residual tracer
+pairwise agree on at most one position. :class:`ProjectedCopies` keys the residual tracer
 instead: copy i reads the shared noise residual R(x) through its own random projection P_i, so
 any number of copies exist. Both evaluate all m copies from one pass of C and T_0 (or R), which
 is what makes tracing cost almost flat in m. :class:`Copy` is one buyer's model, an ordinary
@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from tracer.data import batches
+from tracer.models.residual import ResidualTracer
+from tracer.seeding import derived_seed
+from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
+                            logit_dol_from_outputs, scored)
 
 OUTPUT_NORMS = ("softmax", "minmax")
 
@@ -43,14 +49,19 @@ class OutputNorm(nn.Module):
         return f"kind={self.kind}, temperature={self.temperature}"
 
 
-class CopyFamily(nn.Module):
+class TracerCopies(nn.Module):
     """All m copies of one classifier: C and T_0, each copy's tracer read through its own
     secret key (the subclasses: a permutation or a projection).
 
+    T_0 (the residual tracer or the paper's VAE encoder) gives ``features(x)``, which a key maps
+    to the copy's K pre-activations (``keyed``) before T_0's ``gain`` and the tanh; its
+    ``scorers`` are the rules tracing offers for these copies, the first the default.
     ``classifiers`` (optional, m modules): copy i's own classifier C_i in place of the shared C
     (the paper's counter-measure to collusion: C_i fine-tuned from C with a gradient-orthogonal
     loss, tracer.separation.orthogonal); ``base`` stays C.
     """
+
+    needs_clean_images = False   # tracing reads the evidence alone
 
     def __init__(self, base: nn.Module, tracer: nn.Module, alpha: float, norm: OutputNorm,
                  classifiers: nn.ModuleList | None = None):
@@ -58,6 +69,7 @@ class CopyFamily(nn.Module):
         self.base, self.tracer, self.norm = base, tracer, norm
         self.classifiers = classifiers
         self.alpha = float(alpha)
+        self.scorers: tuple[str, ...] = tuple(tracer.scorers)
 
     def base_outputs(self, x: Tensor) -> Tensor:
         """norm(C(x)) [n, 1, K], or every copy's norm(C_i(x)) [n, m, K] with own classifiers."""
@@ -77,41 +89,25 @@ class CopyFamily(nn.Module):
     def num_classes(self) -> int:
         raise NotImplementedError
 
-    @property
-    def has_residual(self) -> bool:
-        """Whether T_0 is the residual tracer, whose scale ``tracer_pre_activations`` reports."""
-        return hasattr(self.tracer, "pre_activation_and_scale")
-
-    def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Every copy's tracer before its tanh, [n, m, K], and (residual tracer only, else None)
-        gain * |R(x)| [n], the scale the alignment scorer divides by."""
+    def keyed(self, features: Tensor) -> Tensor:
+        """T_0's features [n, d] read through every copy's key, before the gain: [n, m, K]."""
         raise NotImplementedError
+
+    def copy_keyed(self, features: Tensor, index: int) -> Tensor:
+        """The same for copy ``index`` alone: [n, K]."""
+        raise NotImplementedError
+
+    def tracer_pre_activations(self, x: Tensor) -> Tensor:
+        """Every copy's tracer before its tanh: [n, m, K]."""
+        return self.tracer.gain * self.keyed(self.tracer.features(x)[0])
 
     def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
         """Copy ``index``'s tracer before its tanh, [n, K], computed for that copy alone."""
-        raise NotImplementedError
-
-    def keyed(self, r: Tensor) -> Tensor:
-        """Residual-space vectors r [n, d] read through every copy's key (residual tracer
-        only), before the gain: [n, m, K]."""
-        raise NotImplementedError
-
-    def residual_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``tracer_pre_activations`` (z [n, m, K], gain * |R(x)| [n]) and the same for the
-        debiased residual R(x) - R(D(x)) (ResidualTracer.debiased_residual) without the gain,
-        from one pass of R over x (residual tracer only)."""
-        if not self.has_residual:
-            raise ValueError("the debiased residual needs the residual tracer (separation=residual)")
-        r = self.tracer.noise(x)
-        flat, debiased = r.flatten(1), self.tracer.debiased_residual(x, r)
-        gain = self.tracer.gain
-        return (gain * self.keyed(flat), gain * flat.norm(dim=1), self.keyed(debiased),
-                debiased.norm(dim=1))
+        return self.tracer.gain * self.copy_keyed(self.tracer.features(x)[0], index)
 
     def outputs(self, x: Tensor) -> Tensor:
         """Every copy's output M_i(x): [n, m, K]."""
-        z, _ = self.tracer_pre_activations(x)
-        return self.base_outputs(x) + self.alpha * torch.tanh(z)
+        return self.base_outputs(x) + self.alpha * torch.tanh(self.tracer_pre_activations(x))
 
     def predict(self, x: Tensor) -> Tensor:
         """Every copy's label for x: [n, m]."""
@@ -122,8 +118,43 @@ class CopyFamily(nn.Module):
             raise IndexError(f"copy {index} out of range 0..{self.num_copies - 1}")
         return Copy(self, index)
 
+    @torch.no_grad()
+    def observe(self, x: Tensor, clean_labels: Tensor | None = None,
+                batch_size: int = 512, device: torch.device | str = "cpu") -> Observation:
+        """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch (the
+        debiased residual's alignment too, where ``scorers`` offer it). ``clean_labels`` [n]
+        (optional): what each image shows, for ``logit_dol_label``."""
+        want_debiased = "debiased_disagree" in self.scorers
+        cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "label",
+                                                         "debiased")}
+        for idx in batches(len(x), batch_size):
+            xb = x[idx].to(device)
+            c = self.base_outputs(xb)
+            features, debiased = self.tracer.features(xb, debiased=want_debiased)
+            z = self.tracer.gain * self.keyed(features)
+            t = torch.tanh(z)
+            out = c + self.alpha * t
+            cols["dol"].append(dol_from_outputs(out, t).cpu())
+            cols["labels"].append(out.argmax(-1).cpu())
+            cols["base"].append(c.argmax(-1).expand_as(out[..., 0]).cpu())
+            if clean_labels is not None:
+                cols["label"].append(
+                    logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
+            if debiased is not None:
+                cols["debiased"].append(aligned_from_outputs(out, self.keyed(debiased),
+                                                             debiased.norm(dim=1)).cpu())
+        joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
+        return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
+                           joined["debiased"])
 
-class PermutedCopyFamily(CopyFamily):
+    def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
+              clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
+        """Every candidate's label and every scorer's scores on evidence images ``x``
+        (``clean_images`` unused: the tracer reads the evidence alone)."""
+        return scored(self.observe(x, clean_labels, device=device), self.scorers)
+
+
+class PermutedCopies(TracerCopies):
     """The paper's keys: ``T_i = pi_i(T_0)``.
 
     Shape: permutations [m, K] (row i maps tracer slot k to T_0 output permutations[i, k]).
@@ -144,21 +175,14 @@ class PermutedCopyFamily(CopyFamily):
     def num_classes(self) -> int:
         return self.permutations.shape[1]
 
-    def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        if self.has_residual:
-            z, scale = self.tracer.pre_activation_and_scale(x)
-        else:
-            z, scale = self.tracer.pre_activation(x), None
-        return z[:, self.permutations], scale
+    def keyed(self, features: Tensor) -> Tensor:
+        return self.tracer.readout(features)[:, self.permutations]
 
-    def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
-        return self.tracer.pre_activation(x)[:, self.permutations[index]]
-
-    def keyed(self, r: Tensor) -> Tensor:
-        return (r @ self.tracer.projection.T)[:, self.permutations]
+    def copy_keyed(self, features: Tensor, index: int) -> Tensor:
+        return self.tracer.readout(features)[:, self.permutations[index]]
 
 
-class ProjectedCopyFamily(CopyFamily):
+class ProjectedCopies(TracerCopies):
     """Keys by projection: ``T_i(x) = tanh(gain * P_i R(x))`` with R the residual tracer's noise
     predictor (shared, trained once) and P_i copy i's own K x d random projection with unit rows.
     Two copies' (att, cln) directions are independent random directions in d dimensions (cosine
@@ -170,7 +194,7 @@ class ProjectedCopyFamily(CopyFamily):
     def __init__(self, base: nn.Module, tracer: nn.Module, projections: Tensor, alpha: float,
                  norm: OutputNorm, classifiers: nn.ModuleList | None = None):
         super().__init__(base, tracer, alpha, norm, classifiers)
-        if not hasattr(tracer, "noise"):
+        if not isinstance(tracer, ResidualTracer):
             raise ValueError("projection keys need the residual tracer (separation=residual)")
         if projections.ndim != 3:
             raise ValueError("projections must be [num_copies, num_classes, input size]")
@@ -184,27 +208,23 @@ class ProjectedCopyFamily(CopyFamily):
     def num_classes(self) -> int:
         return self.projections.shape[1]
 
-    def tracer_pre_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r = self.tracer.noise(x).flatten(1)
-        return self.tracer.gain * self.keyed(r), self.tracer.gain * r.norm(dim=1)
-
-    def keyed(self, r: Tensor) -> Tensor:
+    def keyed(self, features: Tensor) -> Tensor:
         m, k, d = self.projections.shape
-        return (r @ self.projections.view(m * k, d).T).view(len(r), m, k)
+        return (features @ self.projections.view(m * k, d).T).view(len(features), m, k)
 
-    def copy_tracer_pre_activation(self, x: Tensor, index: int) -> Tensor:
-        return self.tracer.gain * self.tracer.noise(x).flatten(1) @ self.projections[index].T
+    def copy_keyed(self, features: Tensor, index: int) -> Tensor:
+        return features @ self.projections[index].T
 
 
 def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0) -> Tensor:
-    """Each copy's K x ``size`` projection, rows of unit norm, from a generator seeded by
-    ``seed`` and the copy's index (copy i's key does not depend on how many copies exist).
+    """Each copy's K x ``size`` projection, rows of unit norm, from a generator seeded by a hash
+    of ``seed`` and the copy's index (copy i's key does not depend on how many copies exist).
 
     Shape: -> [num_copies, num_classes, size].
     """
     keys = torch.empty(num_copies, num_classes, size)
     for i in range(num_copies):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        g = torch.Generator().manual_seed(derived_seed(seed, f"projection_key_{i}"))
         p = torch.randn(num_classes, size, generator=g)
         keys[i] = p / p.norm(dim=1, keepdim=True)
     return keys
@@ -213,16 +233,16 @@ def random_projections(num_copies: int, num_classes: int, size: int, seed: int =
 class Copy(nn.Module):
     """Buyer ``index``'s model M_i = norm(C) + alpha * T_i; outputs [n, K]."""
 
-    def __init__(self, family: CopyFamily, index: int):
+    def __init__(self, copies: TracerCopies, index: int):
         super().__init__()
-        self.family, self.index = family, index
+        self.copies, self.index = copies, index
 
     def tracer_outputs(self, x: Tensor) -> Tensor:
-        return torch.tanh(self.family.copy_tracer_pre_activation(x, self.index))
+        return torch.tanh(self.copies.copy_tracer_pre_activation(x, self.index))
 
     def classifier_output(self, x: Tensor) -> Tensor:
         """The copy without its tracer: norm(C(x)), or norm(C_i(x)) with own classifiers."""
-        return self.family.copy_base_output(x, self.index)
+        return self.copies.copy_base_output(x, self.index)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier_output(x) + self.family.alpha * self.tracer_outputs(x)
+        return self.classifier_output(x) + self.copies.alpha * self.tracer_outputs(x)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 class NoisePredictor(nn.Module):
     """R: image [n, C, H, W] -> predicted additive noise, same shape."""
 
-    def __init__(self, channels: int, width: int = 16, depth: int = 5):
+    def __init__(self, channels: int, width: int, depth: int):
         super().__init__()
         if depth < 2:
             raise ValueError("the noise predictor needs depth >= 2")
@@ -33,8 +33,10 @@ class NoisePredictor(nn.Module):
 class ResidualTracer(nn.Module):
     """T_0(x) = tanh(gain * P R(x)); outputs [n, K] in [-1, 1]."""
 
-    def __init__(self, num_outputs: int, in_channels: int, image_size: int, width: int = 16,
-                 depth: int = 5, gain: float = 10.0, seed: int = 0):
+    scorers = ("debiased_disagree", "dol", "logit_dol_label")   # tracing's rules; first: default
+
+    def __init__(self, num_outputs: int, in_channels: int, image_size: int, *, width: int,
+                 depth: int, gain: float, seed: int = 0):
         super().__init__()
         self.noise = NoisePredictor(in_channels, width, depth)
         d = in_channels * image_size * image_size
@@ -46,15 +48,19 @@ class ResidualTracer(nn.Module):
     def base_tracer(self) -> nn.Module:
         return self
 
+    def features(self, x: Tensor, debiased: bool = False) -> tuple[Tensor, Tensor | None]:
+        """What the copies' keys read: R(x) [n, d], and with ``debiased`` the debiased residual
+        R(x) - R(D(x)) [n, d] (else None), from one pass of R over x."""
+        r = self.noise(x)
+        return r.flatten(1), self.debiased_residual(x, r) if debiased else None
+
+    def readout(self, features: Tensor) -> Tensor:
+        """P r: residuals [n, d] -> [n, K], before the gain."""
+        return features @ self.projection.T
+
     def pre_activation(self, x: Tensor) -> Tensor:
         """gain * P R(x), before tanh (what the logit scorers read: tanh saturates)."""
-        return self.gain * self.noise(x).flatten(1) @ self.projection.T
-
-    def pre_activation_and_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(gain * P R(x) [n, K], gain * |R(x)| [n]): their ratio is the cosine between R(x) and
-        each row of P, the alignment tracing's ``aligned_disagree`` reads."""
-        r = self.noise(x).flatten(1)
-        return self.gain * r @ self.projection.T, self.gain * r.norm(dim=1)
+        return self.gain * self.readout(self.features(x)[0])
 
     def debiased_residual(self, x: Tensor, r: Tensor | None = None) -> Tensor:
         """R(x) - R(D(x)), with D(x) = x - R(x) clipped to [0, 1] the denoised image; [n, d].

@@ -34,10 +34,17 @@ class ResidualBlock(nn.Module):
 
 
 class TracerEncoder(nn.Module):
-    """T_0: image in [0, 1] -> K outputs in [-1, 1] (Tanh)."""
+    """T_0: image in [0, 1] -> K outputs in [-1, 1] (Tanh).
+
+    What copies read of it (as of the residual tracer): ``features(x)``, its K pre-activations,
+    which a copy's key permutes; ``readout`` and ``gain`` leave them as they are.
+    """
+
+    scorers = ("dol", "logit_dol_label")   # the rules tracing offers; the first is the default
+    gain = 1.0
 
     def __init__(self, num_outputs: int, in_channels: int, image_size: int,
-                 mean: Sequence[float], std: Sequence[float], width: int = 32):
+                 mean: Sequence[float], std: Sequence[float], *, width: int):
         super().__init__()
         feat = ((image_size + 1) // 2 + 1) // 2
         self.net = nn.Sequential(
@@ -49,6 +56,13 @@ class TracerEncoder(nn.Module):
         """The outputs before Tanh (what the logit scorers read: Tanh saturates)."""
         return self.net(x)
 
+    def features(self, x: Tensor, debiased: bool = False) -> tuple[Tensor, None]:
+        """(the K pre-activations [n, K], None: the encoder has no debiased reading)."""
+        return self.net(x), None
+
+    def readout(self, features: Tensor) -> Tensor:
+        return features
+
     def forward(self, x: Tensor) -> Tensor:
         return torch.tanh(self.net(x))
 
@@ -56,7 +70,7 @@ class TracerEncoder(nn.Module):
 class Decoder(nn.Module):
     """latent [n, L] -> image [n, C, H, W] in [0, 1]."""
 
-    def __init__(self, latent: int, out_channels: int, image_size: int, width: int = 32):
+    def __init__(self, latent: int, out_channels: int, image_size: int, *, width: int):
         super().__init__()
         self.size, self.width = image_size, width
         self.base = max(1, image_size // 4)
@@ -83,13 +97,13 @@ class VAETracer(nn.Module):
     """
 
     def __init__(self, num_outputs: int, in_channels: int, image_size: int,
-                 mean: Sequence[float], std: Sequence[float], width: int = 32):
+                 mean: Sequence[float], std: Sequence[float], *, width: int):
         super().__init__()
         if num_outputs < 2:
             raise ValueError("the tracer needs at least 2 outputs (mu and sigma)")
         self.latent = num_outputs // 2
-        self.encoder = TracerEncoder(num_outputs, in_channels, image_size, mean, std, width)
-        self.decoder = Decoder(self.latent, in_channels, image_size, width)
+        self.encoder = TracerEncoder(num_outputs, in_channels, image_size, mean, std, width=width)
+        self.decoder = Decoder(self.latent, in_channels, image_size, width=width)
 
     @property
     def base_tracer(self) -> nn.Module:

@@ -46,13 +46,6 @@ def draw_noise(shape: tuple[int, ...], kind: str, generator: torch.Generator | N
     raise ValueError(f"unknown noise kind {kind!r}; known: {NOISE_KINDS}")
 
 
-def add_noise(x: Tensor, kind: str, scale: float | Tensor,
-              generator: torch.Generator | None = None) -> Tensor:
-    """The noisy twin x + scale * xi, clipped to [0, 1]; ``scale`` is a number or a tensor
-    broadcastable to x."""
-    return (x + draw_noise(x.shape, kind, generator, x.device) * scale).clamp_(0.0, 1.0)
-
-
 def noise_prediction_loss(predicted: Tensor, noise: Tensor) -> Tensor:
     """Squared error of the predicted noise, summed over pixels and averaged over the batch.
 

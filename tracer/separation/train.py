@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from tracer.data import batches
 from tracer.io import atomic_torch_save, load_weights
 from tracer import distributed
+from tracer.seeding import derived_seed
 from tracer.separation.losses import (draw_noise, noise_prediction_loss, noise_sensitive_loss,
                                       random_noise_levels, vae_loss)
 
@@ -34,21 +35,22 @@ class ClassifierTraining:
 
 @dataclass
 class TracerTraining:
-    """How T_0 is trained. The VAE tracer (paper): ``lam * (MSE + KL) + L_trap`` on (x, x + xi)
-    pairs. The residual tracer (ours): noise prediction at std uniform in [0, noise_scale]
-    (or log-uniform from ``noise_floor``)."""
+    """How T_0 is trained (defaults: the residual tracer's). The VAE tracer (paper):
+    ``lam * (MSE + KL) + L_trap`` on (x, x + xi) pairs. The residual tracer (ours): noise
+    prediction at std log-uniform in [noise_floor, noise_scale] (uniform from 0 without a
+    floor)."""
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
     noise: str = "gaussian"
-    noise_scale: float = 0.1
+    noise_scale: float = 0.05
     n_train: int | None = None  # train T_0 on a subset of the training images
     lam: float = 0.001          # vae: weight of the VAE terms (paper: 0.001)
     theta_deg: float = 75.0     # vae: the angle noise turns T_0's output by (paper: 75 degrees)
     trap_form: str = "abs"      # vae: |cos - cos(theta)| or its square
-    clean_fraction: float = 0.2  # residual: share of training images left clean
-    noise_floor: float | None = None  # residual: None, std uniform in [0, noise_scale]; else
-                                      # log-uniform in [noise_floor, noise_scale]
+    clean_fraction: float = 0.5  # residual: share of training images left clean
+    noise_floor: float | None = 0.002  # residual: log-uniform in [noise_floor, noise_scale];
+                                       # None: std uniform in [0, noise_scale]
 
 
 @dataclass
@@ -73,7 +75,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, step: Step, *, epochs: int, batc
     """Run ``epochs`` of Adam on ``step(xb, yb, gen, share) -> (loss, logs)``; returns one row
     per epoch.
 
-    Batches are shuffled by a generator seeded with (seed, epoch), so a resumed run sees the same
+    Batches are shuffled by a generator seeded from (seed, epoch), so a resumed run sees the same
     batches as an uninterrupted one. Under torchrun every process starts from rank 0's checkpoint,
     computes its share of each batch and sums gradients with the others; rank 0 alone writes.
     """
@@ -89,7 +91,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, step: Step, *, epochs: int, batc
         history, start = list(state["history"]), int(state["epoch"])
     for epoch in range(start, epochs):
         model.train()
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(derived_seed(seed, f"epoch_{epoch}"))
         sums = torch.zeros(0)
         names: list[str] = []
         n_seen = 0.0
@@ -181,9 +183,6 @@ def train_residual_tracer(tracer: nn.Module, x: Tensor, spec: TracerTraining, *,
                desc="tracer T_0 (noise predictor)", progress=progress)
 
 
-TRAINERS = {"vae": train_vae_tracer, "residual": train_residual_tracer}
-
-
 def _tracer_subset(x: Tensor, spec: TracerTraining) -> tuple[Tensor, Tensor]:
     if spec.n_train is not None:
         x = x[:spec.n_train]
@@ -193,12 +192,3 @@ def _tracer_subset(x: Tensor, spec: TracerTraining) -> tuple[Tensor, Tensor]:
 def _device_gen(gen: torch.Generator, like: Tensor) -> torch.Generator | None:
     """The CPU generator drives noise on CPU; on CUDA, draw from the device's default stream."""
     return gen if like.device.type == "cpu" else None
-
-
-@torch.no_grad()
-def predict_labels(model: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
-                   device: torch.device | str = "cpu") -> Tensor:
-    """argmax of ``model(x)`` over its last axis, batched; a CPU tensor ([n] for one model,
-    [n, m] for ``CopyFamily.outputs``)."""
-    out = [model(x[idx].to(device)).argmax(-1).cpu() for idx in batches(len(x), batch_size)]
-    return torch.cat(out)

@@ -8,81 +8,80 @@ from pathlib import Path
 
 import torch
 
-from tracer.attacks.adaptive import AdaptiveSpec
-from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
+from tracer.attacks.generate import EvidenceSpec, attack_copy, shared_pool
 from tracer.data import ImageData
 from tracer.evaluation.metrics import perturbation_norms
 from tracer.evidence import Evidence
 from tracer.io import sha256_file, write_json
-from tracer.runs import CopySet, Run, copies_summary
-from tracer.separation.train import predict_labels
+from tracer.methods import CopySet
+from tracer.models.predict import predict_labels
+from tracer.runs import Run, manifest_summary
+from tracer.seeding import derived_seed
 
 
-def attack(family: CopySet, specs: list[AttackSpec], data: ImageData, out: str | Path, *,
-           num_evidence: int, sources: list[int] | None = None, colluders: int = 1,
-           adaptive: AdaptiveSpec | None = None, max_tries_factor: float = 3.0, seed: int = 0,
-           shards: int = 1, shard: int | None = None, device: torch.device | str = "cpu",
+def attack(copies: CopySet, data: ImageData, spec: EvidenceSpec, out: str | Path, *,
+           seed: int = 0, device: torch.device | str = "cpu",
            progress: bool = True) -> dict[str, Evidence]:
-    """Run every attack from every source copy until ``num_evidence`` successful examples exist
-    per attack (shared out evenly over the sources); writes ``attack/<name>/``.
+    """Run every attack of ``spec`` from every source copy until ``spec.num`` successful
+    examples exist per attack (shared out evenly over the sources); writes ``attack/<name>/``.
 
-    ``colluders`` > 1: consecutive sources form groups of that size, and each group attacks
+    ``spec.colluders`` > 1: consecutive sources form groups of that size, and each group attacks
     together (an example must fool all of its copies; the evidence names the group's first).
-    ``adaptive``: every source is an attacker who knows tracer exists (attacks.adaptive).
-    ``shards``: each source's images are cut into that many contiguous ranges, each with its
-    share of the examples wanted and its own resume file, so that jobs can attack them apart:
-    ``shard=j`` attacks range j only and writes no evidence (returns {}); a call without ``shard``
-    attacks what is left and merges every range into the evidence, the same as if one job had
-    done it all."""
-    if shard is not None and not 0 <= shard < shards:
-        raise ValueError(f"shard {shard} outside 0..{shards - 1}")
+    ``spec.adaptive``: every source is an attacker who knows tracer exists (attacks.adaptive).
+    ``spec.shards``: each source's images are cut into that many contiguous ranges, each with
+    its share of the examples wanted and its own resume file, so that jobs can attack them apart:
+    ``spec.shard=j`` attacks range j only and writes no evidence (returns {}); without a shard
+    the stage attacks what is left and merges every range into the evidence, the same as if one
+    job had done it all."""
     run = Run(out)
-    sources = list(range(family.num_copies)) if sources is None else list(sources)
-    groups = collusion_groups(sources, colluders)
-    correct = predict_labels(family.outputs, data.x_test, device=device) == data.y_test[:, None]
-    per_group = -(-num_evidence // len(groups))
+    sources = list(range(copies.num_copies)) if spec.sources is None else list(spec.sources)
+    groups = collusion_groups(sources, spec.colluders)
+    correct = predict_labels(copies.outputs, data.x_test, device=device) == data.y_test[:, None]
+    per_group = -(-spec.num // len(groups))
     manifest_sha = sha256_file(run.manifest_path)
     results = {}
-    for spec in specs:
-        if run.stage_done("attack", spec.name):
-            results[spec.name] = run.load_evidence(spec.name)
+    for attack_spec in spec.attacks:
+        name = attack_spec.name
+        if run.stage_done("attack", name):
+            results[name] = run.load_evidence(name)
             continue
         start = time.time()
         parts, tried = [], 0
         for rank, group in enumerate(groups):
-            pool = shared_pool(correct, len(groups), rank, seed)[:int(per_group * max_tries_factor)]
+            pool = shared_pool(correct, len(groups), rank, derived_seed(seed, "attack_pool"))
+            pool = pool[:int(per_group * spec.max_tries_factor)]
             tag = "-".join(map(str, group))
-            for j, (images, wanted) in enumerate(shard_ranges(pool, per_group, shards)):
-                if shard is not None and j != shard:
+            for j, (images, wanted) in enumerate(shard_ranges(pool, per_group, spec.shards)):
+                if spec.shard is not None and j != spec.shard:
                     continue
-                name = f"source_{tag}.npz" if shards == 1 else f"source_{tag}_shard{j}of{shards}.npz"
-                ev, n_tried = attack_copy(family, group[0] if colluders == 1 else group, spec,
-                                          data.x_test, data.y_test, images, wanted,
+                part = f"source_{tag}.npz" if spec.shards == 1 else \
+                    f"source_{tag}_shard{j}of{spec.shards}.npz"
+                ev, n_tried = attack_copy(copies, group[0] if spec.colluders == 1 else group,
+                                          attack_spec, data.x_test, data.y_test, images, wanted,
                                           device=device, progress=progress,
-                                          seed=seed * 1000 + group[0] + 7919 * j,
-                                          part=run.attack_dir(spec.name) / "parts" / name,
-                                          adaptive=adaptive, train_images=data.x_train)
+                                          seed=derived_seed(seed, f"attack_{tag}_shard{j}"),
+                                          part=run.attack_dir(name) / "parts" / part,
+                                          adaptive=spec.adaptive, train_images=data.x_train)
                 parts.append(ev)
                 tried += n_tried
-        if shard is not None:
+        if spec.shard is not None:
             continue
         evidence = Evidence.concat(parts)
         evidence.params = {k: v for k, v in evidence.params.items() if k != "tried"}
-        path = run.evidence_path(spec.name)
+        path = run.evidence_path(name)
         evidence.save(path)
         seconds = round(time.time() - start, 1)
-        write_json(run.attack_dir(spec.name) / "attack.json", {
-            "attack": evidence.attack, "name": spec.name, "threat": spec.threat,
-            "budget": spec.budget, "num_evidence": len(evidence), "num_tried": tried,
+        write_json(run.attack_dir(name) / "attack.json", {
+            "attack": evidence.attack, "name": name, "threat": attack_spec.threat,
+            "budget": attack_spec.budget, "num_evidence": len(evidence), "num_tried": tried,
             "success_rate": len(evidence) / tried if tried else None,
             "mean_queries": float(evidence.queries.float().mean()) if len(evidence) else None,
             "perturbation": perturbation_norms(evidence.x, data.x_test[evidence.clean_index]),
-            "sources": sources, "groups": groups,
-            "adaptive": asdict(adaptive) if adaptive else None, "evidence_sha256": sha256_file(path),
-            "manifest_sha256": manifest_sha, "made_against": copies_summary(run.manifest),
-            "seconds": seconds})
-        run.mark("attack", "done", key=spec.name, seconds=seconds)
-        results[spec.name] = evidence
+            "sources": sources, "groups": groups, "adaptive": asdict(spec.adaptive),
+            "evidence_sha256": sha256_file(path), "manifest_sha256": manifest_sha,
+            "made_against": manifest_summary(run.manifest), "seconds": seconds})
+        run.mark("attack", "done", key=name, seconds=seconds)
+        results[name] = evidence
     return results
 
 

@@ -14,26 +14,29 @@ from tracer.data import ImageData
 from tracer.evidence import Evidence
 from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
 from tracer.io import read_json, write_json
-from tracer.runs import CopySet, Run
-from tracer.separation.train import predict_labels
-from tracer.stages.separating import SeparationSpec, Trainer, input_spec
-from tracer.stages.tracing import default_scorer, traced_evidence
+from tracer.methods import CopySet
+from tracer.models.predict import predict_labels
+from tracer.runs import Run
+from tracer.seeding import derived_seed
+from tracer.separation.spec import SeparationSpec
+from tracer.separation.trainer import Trainer
+from tracer.stages.tracing import scorer_name, traced_evidence
+from tracer.tracing import Scores
 from tracer.transforms import gaussian_noise, jpeg
 
 
-INDEPENDENT_SEED = 7919  # the independent classifier's seed offset: far from any copy's seed
-
-
-def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: InnocentSpec,
+def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | Path, *,
               separation: SeparationSpec, scorer: str = "auto", seed: int = 0,
               device: torch.device | str = "cpu", progress: bool = True) -> dict:
     """Trace the innocent sets, choose the abstention threshold on their calibration halves,
     and measure false accusations (held-out halves) and detection (every attack's evidence,
     traced with the same scorer) at it; writes ``innocent/`` and returns
     ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer or
-    the threshold's settings differ (the innocent sets are kept either way)."""
+    the threshold's settings differ (the innocent sets are kept either way). ``separation``
+    says how the independent set's classifier is trained (as C is); ``scorer`` is the trace
+    stage's."""
     run = Run(out)
-    use = default_scorer(copies) if scorer == "auto" else scorer
+    use = scorer_name(copies, scorer)
     if run.stage_done("calibrate"):
         done = read_json(run.calibration_path)
         made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
@@ -45,8 +48,9 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
                                                             seed, device, progress),
                                       data.x_test, device=device).scores[use]
                 for name in spec.sets}
-    split = {name: halves(len(s), seed) for name, s in innocent.items()}
-    threshold = choose_threshold({k: s[split[k][0]] for k, s in innocent.items()},
+    split = {name: halves(len(s), derived_seed(seed, "innocent_halves"))
+             for name, s in innocent.items()}
+    threshold = choose_threshold({k: s.select(split[k][0]) for k, s in innocent.items()},
                                  spec.max_false_accusation, spec.confidence)
     attacks = {}
     for name in run.attacks():
@@ -62,22 +66,22 @@ def calibrate(copies: CopySet, data: ImageData, out: str | Path, *, spec: Innoce
         "attacks": {k: {"detection_rate": detection_rate(s, src, threshold),
                         "wrong_accusation_rate": wrong_accusation_rate(s, src, threshold)}
                     for k, (s, src) in attacks.items()},
-        "curve": operating_curve({k: s[split[k][1]] for k, s in innocent.items()}, attacks,
+        "curve": operating_curve({k: s.select(split[k][1]) for k, s in innocent.items()}, attacks,
                                  _curve_thresholds(innocent, attacks))}
     write_json(run.calibration_path, result)
     run.mark("calibrate", "done")
     return result
 
 
-def _innocent_rates(scores: torch.Tensor, calibration: torch.Tensor, held_out: torch.Tensor,
+def _innocent_rates(scores: Scores, calibration: torch.Tensor, held_out: torch.Tensor,
                     threshold: float | None, confidence: float | None) -> dict:
     """One innocent set's false accusations at ``threshold``: on its held-out half (with that
     rate's upper bound at ``confidence``, when given), its calibration half, and without
     abstention."""
-    rate = false_accusation_rate(scores[held_out], threshold)
+    rate = false_accusation_rate(scores.select(held_out), threshold)
     rates = {"num": len(scores), "false_accusation_rate": rate,
-             "false_accusation_rate_calibration": false_accusation_rate(scores[calibration],
-                                                                        threshold),
+             "false_accusation_rate_calibration": false_accusation_rate(
+                 scores.select(calibration), threshold),
              "false_accusation_rate_no_abstain": false_accusation_rate(scores, None)}
     if confidence is not None:
         n = len(held_out)
@@ -86,8 +90,8 @@ def _innocent_rates(scores: torch.Tensor, calibration: torch.Tensor, held_out: t
 
 
 def _curve_thresholds(innocent: dict, attacks: dict, points: int = 25) -> list[float]:
-    tops = torch.cat([s.max(dim=1).values for s in innocent.values()]
-                     + [s.max(dim=1).values for s, _ in attacks.values()])
+    tops = torch.cat([s.top()[1] for s in innocent.values()]
+                     + [s.top()[1] for s, _ in attacks.values()])
     return torch.quantile(tops, torch.linspace(0, 1, points)).unique().tolist()
 
 
@@ -105,7 +109,7 @@ def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
     if name != "independent" and wanted > len(data.x_test):
         raise ValueError(f"innocent.num={wanted} but {data.name} has {len(data.x_test)} test "
                          "images")
-    g = torch.Generator().manual_seed(seed + 17)
+    g = torch.Generator().manual_seed(derived_seed(seed, "innocent_images"))
     idx = torch.randperm(len(data.x_test), generator=g)[:wanted]
     x, y = data.x_test[idx], data.y_test[idx]
     if name == "clean":
@@ -128,15 +132,16 @@ def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
     """Adversarial examples made on a classifier trained apart from every copy (another seed)."""
     if spec.attack is None:
         raise ValueError("the independent innocent set needs an attack (innocent.attack)")
-    trainer = Trainer(run, data, separation, input_spec(data), seed, device, progress,
-                       where=run.innocent_dir)
-    other = IndependentCopies([trainer.classifier("independent.pt", seed + INDEPENDENT_SEED)],
+    trainer = Trainer(run.innocent_dir, data, separation, seed, device, progress)
+    other_seed = derived_seed(seed, "independent_classifier")
+    other = IndependentCopies([trainer.classifier("independent.pt", other_seed)],
                               data.num_classes).to(device).eval()
     correct = predict_labels(other.outputs, data.x_test, device=device) == data.y_test[:, None]
     wanted = spec.num_adversarial
-    pool = shared_pool(correct, 1, 0, seed + INDEPENDENT_SEED)[:3 * wanted]
+    pool = shared_pool(correct, 1, 0, derived_seed(seed, "independent_pool"))[:3 * wanted]
     ev, _ = attack_copy(other, 0, spec.attack, data.x_test, data.y_test, pool, wanted,
-                        device=device, progress=progress, seed=seed + INDEPENDENT_SEED,
+                        device=device, progress=progress,
+                        seed=derived_seed(seed, "independent_attack"),
                         part=run.innocent_dir / "independent" / "part.npz")
     ev = ev.select(torch.arange(len(ev)) < wanted)  # a resumed larger set: its first examples
     return innocent_evidence(ev.x, ev.y_true, ev.clean_index, "independent")

@@ -10,6 +10,7 @@ from tracer.evaluation import plots
 from tracer.evaluation.metrics import RunMetrics
 from tracer.evaluation.tables import results_markdown
 from tracer.io import atomic_write_text, read_json, write_json
+from tracer.methods import method
 from tracer.runs import Run, versions
 from tracer.tracing import named
 
@@ -17,13 +18,13 @@ from tracer.tracing import named
 def draw_attack_plots(run: Run, name: str, clean_images: torch.Tensor | None = None) -> list[Path]:
     """The per-attack pictures of a traced run, in ``plots/``."""
     ev = run.load_evidence(name)
-    label = "DOL" if run.manifest.get("method", "tracer") == "tracer" else "baseline score"
-    scores = run.load_trace_array(name, "scores")
+    scores = run.load_scores(name)
     paths = [
         plots.statistic_histogram(run.load_trace_array(name, "statistic"), ev.source,
-                                  run.plots_dir / f"{name}_statistic.png", label=label,
+                                  run.plots_dir / f"{name}_statistic.png",
+                                  label=method(run.manifest["method"]).statistic,
                                   title=f"{name}: source vs innocent copies"),
-        plots.confusion_matrix(ev.source, named(scores), scores.shape[1],
+        plots.confusion_matrix(ev.source, named(scores), scores.num_candidates,
                                run.plots_dir / f"{name}_confusion.png", title=name)]
     if clean_images is not None and len(ev):
         paths.append(plots.adversarial_examples(clean_images[ev.clean_index], ev.x,
@@ -35,12 +36,12 @@ def draw_attack_plots(run: Run, name: str, clean_images: torch.Tensor | None = N
 def _theta(run: Run) -> float | None:
     """The angle L_trap trained the VAE tracer to (None for the residual tracer and baselines)."""
     spec = run.info()["stages"].get("separate", {}).get("spec", {})
-    if spec.get("method", "tracer") != "tracer" or spec.get("tracer", {}).get("kind") != "vae":
+    if spec.get("method") != "paper":
         return None
     return spec.get("tracer_training", {}).get("theta_deg")
 
 
-def report(out: str | Path, *, method: str = "tracer", quiet: bool = False,
+def report(out: str | Path, *, quiet: bool = False,
            clean_images: torch.Tensor | None = None) -> dict:
     """Collect the run's files into ``metrics.json``, ``results.md`` and ``plots/`` (per attack:
     source vs innocent statistic, confusion of verdict and source, and with ``clean_images``,
@@ -53,15 +54,13 @@ def report(out: str | Path, *, method: str = "tracer", quiet: bool = False,
         trace_json = run.trace_dir(name) / "trace.json"
         if trace_json.is_file():
             attacks[name] = {**read_json(trace_json), **calib.get("attacks", {}).get(name, {})}
-    tracer_method = m.get("method", "tracer") == "tracer"
     metrics = RunMetrics(
-        dataset=m["dataset"], model=m["model"]["arch"], method=method,
+        dataset=m["dataset"], model=m["model"]["arch"], method=m["method"],
         num_copies=len(m["accuracy"]["copy_clean_acc"]), alpha=m.get("alpha"), seed=m["seed"],
         base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
         scorer=next((a["scorer"] for a in attacks.values()), None), theta_deg=_theta(run),
-        keying=m.get("keying", "permutation") if tracer_method else None,
-        classifiers=m.get("classifiers", "shared") if tracer_method else None,
+        keying=m.get("keying"), classifiers=m.get("classifiers"),  # the tracer's; None: baseline
         abstain_threshold=calib.get("threshold"), innocent=calib.get("innocent", {}),
         versions=run.info().get("versions", versions())).to_json()
     write_json(run.metrics_path, metrics)

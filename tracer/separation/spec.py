@@ -1,0 +1,55 @@
+"""What the separation stage is asked to build: :class:`SeparationSpec`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tracer.models.factory import ModelSpec, TracerSpec
+from tracer.separation.train import ClassifierTraining, TracerTraining
+
+KEYINGS = ("permutation", "projection")
+CLASSIFIERS = ("shared", "orthogonal")
+
+
+@dataclass
+class SeparationSpec:
+    """Everything the separation stage needs besides the data.
+
+    ``method``: a name of ``tracer.methods.METHODS``: ``residual`` (ours, C + alpha * pi_i(T_0)
+    with the residual tracer), ``paper`` (the same with the paper's VAE tracer), or a baseline:
+    ``naive`` (C retrained from other seeds) or ``watermark`` (C fine-tuned behind a random input
+    mask per copy).
+    """
+    method: str = "residual"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    classifier: ClassifierTraining = field(default_factory=ClassifierTraining)
+    tracer: TracerSpec = field(default_factory=TracerSpec)
+    tracer_training: TracerTraining = field(default_factory=TracerTraining)
+    num_copies: int = 5
+    alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
+    max_agreement: int = 1       # permutations agree pairwise on at most this many positions
+    keying: str = "permutation"  # how copies differ: permutation (the paper, <= K(K-1) copies) or
+                                 # projection (residual tracer only: P_i R(x), any number)
+    reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
+                                 # trained the same way (ablations over alpha, gain, copies)
+    classifiers: str = "shared"  # tracer: one C for every copy, or "orthogonal": copy i's own C_i
+                                 # fine-tuned from C with the gradient-orthogonal loss
+    orthogonal_weight: float = 1.0
+    masked_fraction: float = 0.1  # watermark: share of input positions each copy masks
+    finetune: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(epochs=1))
+                                 # watermark's copies and the orthogonal C_i start from C
+    train_cache: str | None = None  # a directory of trained networks keyed by everything their
+                                    # training depends on; None: no cache
+
+    def __post_init__(self):
+        from tracer.methods import METHODS   # the registry imports this module
+        if self.method not in METHODS:
+            raise ValueError(f"unknown separation method {self.method!r}; known: {sorted(METHODS)}")
+        if self.num_copies < 1:
+            raise ValueError(f"num_copies must be at least 1, got {self.num_copies}")
+        if self.classifiers not in CLASSIFIERS:
+            raise ValueError(f"unknown classifiers {self.classifiers!r}; known: {CLASSIFIERS}")
+        if self.keying not in KEYINGS:
+            raise ValueError(f"unknown keying {self.keying!r}; known: {KEYINGS}")
+        if self.keying == "projection" and self.method != "residual":
+            raise ValueError("keying=projection needs the residual tracer (separation=residual); "
+                             f"this method is {self.method!r}")
