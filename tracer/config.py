@@ -176,6 +176,8 @@ class ConfigConflict(ValueError):
 # that stage made (where files are, how a sweep is cut into jobs).
 _FREE = ("separation.train_cache", "separation.reuse", "dataset.root", "dataset.download",
          "evidence.shard")
+# What one command does, never taken from the run's config: a shard job's shard is not the merge's
+_PER_COMMAND = ("stage", "evidence.shard")
 
 
 def locked_keys(stages: dict) -> list[str]:
@@ -202,6 +204,7 @@ def reconcile(cfg: DictConfig, saved: DictConfig, locked: list[str],
                     for n in named if k == n or k.startswith(n + ".")}
     explicit = {k for k in now.keys() | default.keys()
                 if now.get(k, _ABSENT) != default.get(k, _ABSENT)} | named_leaves
+    explicit |= {k for k in now if _under(k, _PER_COMMAND)}
     merged = dict(before)
     for k in explicit:
         if k in now:
