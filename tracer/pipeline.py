@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from tracer import distributed, stages
+from tracer import distributed, runtime, stages
 from tracer.config import ConfigConflict, PipelineSpec, locked_keys, reconcile, to_spec
 from tracer.data import load_dataset
 from tracer.io import atomic_write_text
@@ -33,6 +33,7 @@ def run(cfg: DictConfig, out: str | Path, named: tuple[str, ...] = ()) -> Run:
     default) and a contradiction of a finished stage raises ``ConfigConflict``."""
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}; choose one of {STAGES}")
+    runtime.keep_heap()
     if cfg.evidence.get("shard") is not None and cfg.stage != "attack":
         raise ValueError("evidence.shard=j attacks one image range of an existing run: it needs "
                          "stage=attack (and hydra.run.dir=<run>, or in a multirun "

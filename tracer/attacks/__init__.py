@@ -1,6 +1,7 @@
 """The attacker's side: threat-model views of a copy, attack adapters, evidence generation."""
 from tracer.attacks.advertorch_adapter import AdvertorchAttack
 from tracer.attacks.art_adapter import ArtAttack
+from tracer.attacks.boundary import BatchedBoundary
 from tracer.attacks.generate import AttackSpec, attack_copy, shared_pool
 from tracer.attacks.hsja import BatchedHopSkipJump
 from tracer.attacks.oracle import (THREATS, HardLabelOracle, QueryBudgetExceeded, ScoreOracle,
@@ -9,7 +10,7 @@ from tracer.attacks.qeba import QEBA
 from tracer.attacks.score_based import NES, Bandits
 from tracer.attacks.surfree import SurFree
 
-__all__ = ["AdvertorchAttack", "ArtAttack", "BatchedHopSkipJump", "QEBA", "SurFree", "NES",
-           "Bandits", "AttackSpec", "attack_copy", "shared_pool",
+__all__ = ["AdvertorchAttack", "ArtAttack", "BatchedBoundary", "BatchedHopSkipJump", "QEBA",
+           "SurFree", "NES", "Bandits", "AttackSpec", "attack_copy", "shared_pool",
            "THREATS", "HardLabelOracle", "ScoreOracle", "WhiteBoxModel", "QueryBudgetExceeded",
            "ThreatModelViolation", "make_view"]

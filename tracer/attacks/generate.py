@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from tracer.attacks.adaptive import AdaptiveSpec, attacker_model, post_process
 from tracer.attacks.oracle import THREATS, make_view
 from tracer.evidence import Evidence
 from tracer.models.predict import predict_labels
+from tracer.progress import bar as progress_bar
 from tracer.seeding import derived_seed
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def attack_copy(copies: CopySet, source: int | list[int], spec: AttackSpec, x: T
     kept, tried = _resume(part)
     meta = {"attack": repr(attack), "name": spec.name, "threat": spec.threat,
             "budget": spec.budget, "adaptive": adaptive.kind if adaptive else "none"}
-    bar = tqdm(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
+    bar = progress_bar(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
                desc=f"{spec.name} on copies {group}", leave=False)
     # Colluders under a hard-label attack answer for one image at a time (their answer depends on
     # its clean label); score-based and white-box attacks need the mean's gradient or scores.

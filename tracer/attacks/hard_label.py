@@ -48,8 +48,10 @@ class HardLabelSearch:
         out = torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
         owner_cpu = owner.cpu()
         send = torch.ones(len(xs), dtype=torch.bool)
-        if self.oracle.budget is not None:
-            send = self._queries[owner_cpu] + _rank_within_owner(owner_cpu) < self.oracle.budget
+        budget = self.oracle.budget
+        # Ranking rows per owner costs a sort: only needed when some image could reach its budget.
+        if budget is not None and int(self._queries.max()) + len(xs) > budget:
+            send = self._queries[owner_cpu] + _rank_within_owner(owner_cpu) < budget
         rows = send.nonzero().flatten().to(xs.device)
         for s in range(0, len(rows), self.query_batch):
             r = rows[s:s + self.query_batch]

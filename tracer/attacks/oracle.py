@@ -8,9 +8,13 @@ one that spends more than its budget fails with :class:`QueryBudgetExceeded`.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from tracer.models.inference import frozen
 
 THREATS = ("decision", "score", "whitebox")
 
@@ -32,6 +36,7 @@ class _Counted:
         self.num_classes = num_classes
         self.queries = 0
         self._allowance: int | None = None
+        self._fast: Callable[[Tensor], Tensor] | None = None
 
     def reset(self, num_images: int = 1) -> None:
         """Start counting for a new batch of ``num_images`` images (budget scales with it)."""
@@ -43,6 +48,13 @@ class _Counted:
             raise QueryBudgetExceeded(f"{self.queries + n} queries exceed the budget of "
                                       f"{self.budget} per image")
         self.queries += n
+
+    def _forward(self, x: Tensor) -> Tensor:
+        """The model's output, from its frozen form (tracer.models.inference), made at the
+        first query: a black-box view needs no gradient."""
+        if self._fast is None:
+            self._fast = frozen(self._model, x)
+        return self._fast(x)
 
     def _as_input(self, x: Tensor | np.ndarray) -> Tensor:
         if isinstance(x, Tensor) and x.requires_grad:
@@ -59,7 +71,7 @@ class HardLabelOracle(_Counted):
     def __call__(self, x: Tensor | np.ndarray) -> Tensor:
         x = self._as_input(x)
         self._count(len(x))
-        return self._model(x).argmax(-1)
+        return self._forward(x).argmax(-1)
 
     def one_hot(self, x: np.ndarray) -> np.ndarray:
         """Labels as a one-hot float32 array (the form ART's BlackBoxClassifier expects)."""
@@ -86,7 +98,7 @@ class ScoreOracle(_Counted):
     def __call__(self, x: Tensor | np.ndarray) -> Tensor:
         x = self._as_input(x)
         self._count(len(x))
-        return self._model(x)
+        return self._forward(x)
 
 
 class WhiteBoxModel(nn.Module):

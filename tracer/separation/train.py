@@ -14,11 +14,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from tracer import distributed
 from tracer.data import batches
 from tracer.io import atomic_torch_save, load_weights
-from tracer import distributed
+from tracer.progress import bar as progress_bar
 from tracer.seeding import derived_seed
 from tracer.separation.losses import (draw_noise, noise_prediction_loss, noise_sensitive_loss,
                                       random_noise_levels, vae_loss)
@@ -95,7 +95,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, step: Step, *, epochs: int, batc
         sums = torch.zeros(0)
         names: list[str] = []
         n_seen = 0.0
-        bar = tqdm(list(batches(len(x), batch_size, gen)), desc=f"{desc} {epoch + 1}/{epochs}",
+        bar = progress_bar(list(batches(len(x), batch_size, gen)), desc=f"{desc} {epoch + 1}/{epochs}",
                    disable=not progress, leave=False)
         for idx in bar:
             rows, weight = distributed.batch_share(len(idx))
