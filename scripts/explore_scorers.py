@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 
 import torch
+from omegaconf import OmegaConf
 
 from tracer.abstention import choose_threshold, halves
 from tracer.runs import load_run
+from tracer.seeding import derived_seed
 from tracer.tracing import Scores, named
 
 INNOCENT = ("clean", "gaussian", "jpeg", "independent")
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     attacks = {n: run.load_evidence(n) for n in run.attacks()}
     innocent = {n: run.load_innocent(n) for n in INNOCENT}
     read = {n: rules(reading(copies, e.x), perms) for n, e in {**attacks, **innocent}.items()}
-    split = {n: halves(len(innocent[n]), 0) for n in innocent}
+    seed = int(OmegaConf.load(run.path / "config.yaml").seed)   # the calibrate stage's halves
+    split = {n: halves(len(innocent[n]), derived_seed(seed, "innocent_halves")) for n in innocent}
     print("| rule | threshold | " + " | ".join(f"{n}: top-1 / detected / wrong" for n in attacks)
           + " | " + " | ".join(f"{n} held out" for n in innocent) + " |")
     for rule in read[next(iter(attacks))]:

@@ -26,11 +26,21 @@ class _Lines:
         self.stream.flush()
 
 
+class _LogBar(tqdm):
+    """A bar whose postfix and description wait for its next timed line (tqdm would redraw)."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh=False)
+
+
 def bar(iterable: Any = None, *, stream: IO[str] | None = None, **kwargs) -> tqdm:
     """``tqdm(iterable, **kwargs)`` writing to ``stream`` (stderr), throttled off a terminal."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
         return tqdm(iterable, file=stream, **kwargs)
-    return tqdm(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL,
+    return _LogBar(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL,
                 ascii=True, ncols=100, dynamic_ncols=False, **kwargs)

@@ -19,6 +19,16 @@ def test_a_log_gets_a_few_whole_lines_however_many_updates():
     assert lines[-1].startswith("epoch") and "100000/100000" in lines[-1]
 
 
+def test_postfix_updates_wait_for_the_next_timed_line():
+    log = io.StringIO()
+    bar = progress.bar(range(1000), stream=log, desc="epoch")
+    for i in bar:
+        bar.set_postfix(loss=f"{i:.4f}")
+        bar.set_description(f"epoch {i}")
+    lines = log.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3, lines
+
+
 def test_a_log_line_at_most_every_interval(monkeypatch):
     clock = iter(range(0, 10_000, 1))   # one second per tqdm clock read
     monkeypatch.setattr("tqdm.std.time", lambda: next(clock))
