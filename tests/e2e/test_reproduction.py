@@ -1,6 +1,6 @@
 """The default configuration's headline figures, reproduced by a real run (make test-full only).
 
-About 20 minutes on 2 CPU cores: fashion_mnist, the small CNN, 5 copies, alpha 0.15, the default
+About 12 minutes on 2 CPU cores: fashion_mnist, the small CNN, 5 copies, alpha 0.15, the default
 decision-based attacks (200 examples each) and the full calibrate stage. The figures are the
 README's: C >= 89%, every copy within 0.25 pp of it, HopSkipJump traced >= 97.5% and detected
 >= 95% at the calibrated threshold, Boundary traced >= 98%, every innocent set <= 1% held out.

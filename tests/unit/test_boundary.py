@@ -5,7 +5,7 @@ import torch
 from tracer.attacks.boundary import BatchedBoundary, _nearest
 from tracer.attacks.oracle import HardLabelOracle
 
-from conftest import Linear2, linear_case
+from conftest import linear_case
 
 
 def test_walks_along_the_boundary_towards_the_minimal_l2_perturbation():
@@ -74,18 +74,6 @@ def test_nearest_ignores_candidates_that_do_not_fool():
     cands = torch.tensor([[[[[0.1, 0.0]]], [[[1.0, 1.0]]], [[[0.5, 0.0]]]]])
     ok = torch.tensor([[False, True, True]])
     assert torch.equal(_nearest(x, cands, ok), cands[0, 2:3])
-
-
-def test_same_seed_same_result_and_no_start_unchanged():
-    model, x, _ = linear_case(n=3)
-    y = torch.zeros(3, dtype=torch.long)
-    a = BatchedBoundary(HardLabelOracle(model, 2), max_iter=20, seed=7).perturb(x, y)
-    b = BatchedBoundary(HardLabelOracle(model, 2), max_iter=20, seed=7).perturb(x, y)
-    assert torch.equal(a, b)
-    hopeless = Linear2(torch.ones(64), c=2.0)   # nothing in [0, 1] reaches class 1
-    z = torch.rand(2, 1, 8, 8)
-    assert torch.equal(BatchedBoundary(HardLabelOracle(hopeless, 2), init_size=5).perturb(
-        z, torch.zeros(2, dtype=torch.long)), z)
 
 
 def test_refuses_a_step_adaptation_outside_0_1():

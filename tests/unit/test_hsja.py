@@ -1,11 +1,10 @@
 """Batched HopSkipJump against a linear classifier, where the minimal L2 perturbation is analytic."""
 import torch
 
-from tracer.attacks.hard_label import _rank_within_owner
 from tracer.attacks.hsja import BatchedHopSkipJump
 from tracer.attacks.oracle import HardLabelOracle
 
-from conftest import Linear2, linear_case as _setup
+from conftest import linear_case as _setup
 
 
 def test_reaches_near_minimal_l2_perturbation_of_a_linear_model():
@@ -37,26 +36,6 @@ def test_budget_per_image_is_respected_and_result_stays_adversarial():
     x_adv = attack.perturb(x, torch.zeros(len(x), dtype=torch.long))
     assert (attack.last_queries <= 300).all()
     assert (model(x_adv).argmax(1) == 1).all()
-
-
-def test_same_seed_same_result():
-    model, x, _ = _setup(n=3)
-    y = torch.zeros(3, dtype=torch.long)
-    a = BatchedHopSkipJump(HardLabelOracle(model, 2), max_iter=5, seed=7).perturb(x, y)
-    b = BatchedHopSkipJump(HardLabelOracle(model, 2), max_iter=5, seed=7).perturb(x, y)
-    assert torch.equal(a, b)
-
-
-def test_image_without_adversarial_start_comes_back_unchanged():
-    model = Linear2(torch.ones(64), c=2.0)  # nothing in [0, 1] reaches class 1
-    x = torch.rand(2, 1, 8, 8)
-    attack = BatchedHopSkipJump(HardLabelOracle(model, 2), init_size=5)
-    assert torch.equal(attack.perturb(x, torch.zeros(2, dtype=torch.long)), x)
-
-
-def test_rank_within_owner():
-    owner = torch.tensor([3, 1, 3, 3, 1, 0])
-    assert _rank_within_owner(owner).tolist() == [0, 0, 1, 2, 1, 0]
 
 
 def test_epsilon_retires_each_image_once_within_it_and_saves_queries():
