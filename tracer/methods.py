@@ -61,6 +61,9 @@ class CopySet(Protocol):
     def copy(self, index: int) -> nn.Module:
         """Buyer ``index``'s model, an ordinary module an attacker can be handed."""
 
+    def sold(self, index: int) -> nn.Module:
+        """The same model holding buyer ``index``'s key and no other's (``tracer export``)."""
+
     def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
               clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
         """Every candidate's label and every scorer's scores on evidence images ``x``."""

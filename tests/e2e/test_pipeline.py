@@ -231,3 +231,47 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
         assert torch.equal(a.load_evidence(name).x, b.load_evidence(name).x), name
     assert json.loads(a.metrics_path.read_text())["attacks"] == \
         json.loads(b.metrics_path.read_text())["attacks"]
+
+
+def test_an_exported_copy_reloads_equal_and_its_attacks_trace_back_to_it(tiny_run, tmp_path):
+    from tracer.attacks.generate import attack_copy
+    from tracer.baselines import IndependentCopies
+    from tracer.config import to_spec
+    from tracer.data import load_dataset
+    from tracer.stages import traced_evidence
+    from tracer.tracing import Scores, named
+
+    out = tmp_path / "copy1.pt"
+    proc = subprocess.run([sys.executable, "-m", "tracer.cli", "export", str(tiny_run.path),
+                           "--copy", "1", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shipped = torch.jit.load(str(out)).eval()
+    copies = tiny_run.load_copies()
+    data = load_dataset("digits")
+    x = data.x_test[:200]
+    with torch.no_grad():
+        assert (shipped(x) - copies.copy(1)(x)).abs().max() <= 1e-5
+    # the file holds copy 1's key only: no constant holds every copy's permutations
+    _, constants = shipped.code_with_constants
+    tensors = [v for v in constants.const_mapping.values() if isinstance(v, torch.Tensor)]
+    assert not any(t.shape == copies.permutations.shape for t in tensors)
+    # the buyer attacks the shipped file with the attack stage's own code; tracing names copy 1
+    hsja = next(a for a in to_spec(tracer.compose("debug=tiny")).evidence.attacks
+                if a.name == "hsja")
+    buyer = IndependentCopies([shipped], copies.num_classes)   # the file as the buyer's model
+    correct = copies.predict(data.x_test) == data.y_test[:, None]
+    pool = correct.all(dim=1).nonzero().flatten()[:30]
+    ev, _ = attack_copy(buyer, 0, hsja, data.x_test, data.y_test, pool, 20, progress=False)
+    assert len(ev) >= 15
+    scores = traced_evidence(copies, ev).scores[copies.scorers[0]]
+    verdicts = named(Scores(scores.value, scores.eligible))
+    assert (verdicts == 1).float().mean() >= 0.9, verdicts.tolist()
+
+
+def test_export_refuses_a_copy_the_run_does_not_have(tiny_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tracer.cli", "export", str(tiny_run.path),
+                           "--copy", "7", "--out", str(tmp_path / "x.pt")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--copy 7" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.pt").exists()

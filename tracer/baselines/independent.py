@@ -43,6 +43,11 @@ class IndependentCopies(nn.Module):
             raise IndexError(f"copy {index} out of range 0..{self.num_copies - 1}")
         return _Member(self, index)
 
+    def sold(self, index: int) -> nn.Module:
+        """Copy ``index`` as a module of its own: its classifier and nothing of the others."""
+        self.copy(index)
+        return SoldMember(self.members[index])
+
     @torch.no_grad()
     def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
               clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
@@ -84,3 +89,15 @@ def crossing_margin(outputs: Tensor, y_clean: Tensor) -> Scores:
     fooled = outputs.argmax(-1) != y.squeeze(-1)
     return Scores(torch.where(fooled, -(top2[..., 0] - p_clean), -(p_clean - top2[..., 1])),
                   fooled)
+
+
+class SoldMember(nn.Module):
+    """softmax(C_i(x * keep_i)) on its own (``keep`` None: the whole image)."""
+
+    def __init__(self, member: nn.Module, keep: Tensor | None = None):
+        super().__init__()
+        self.member = member
+        self.register_buffer("keep", None if keep is None else keep.float().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.softmax(self.member(x if self.keep is None else x * self.keep), dim=-1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tracer.baselines.independent import IndependentCopies
+from tracer.baselines.independent import IndependentCopies, SoldMember
 from tracer.tracing import Scored, Scores
 
 
@@ -63,6 +63,10 @@ class MaskedCopies(IndependentCopies):
 
     def member_output(self, index: int, x: Tensor) -> Tensor:
         return torch.softmax(self.members[index](x * self.keep[index]), dim=-1)
+
+    def sold(self, index: int) -> nn.Module:
+        self.copy(index)
+        return SoldMember(self.members[index], self.keep[index])
 
     @torch.no_grad()
     def trace(self, x: Tensor, *, clean_images: Tensor | None = None,

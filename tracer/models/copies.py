@@ -118,6 +118,18 @@ class TracerCopies(nn.Module):
             raise IndexError(f"copy {index} out of range 0..{self.num_copies - 1}")
         return Copy(self, index)
 
+    def sold(self, index: int) -> "SoldCopy":
+        """Copy ``index`` as a module of its own, holding that copy's key and no other's (what
+        ``tracer export`` ships; ``copy(index)`` reads its key out of every copy's)."""
+        self.copy(index)   # the index check
+        base = self.base if self.classifiers is None else self.classifiers[index]
+        return SoldCopy(base, self.norm, self.keyed_tracer(index), self.alpha)
+
+    def keyed_tracer(self, index: int) -> nn.Module:
+        """Copy ``index``'s tracer before its tanh, x -> gain * T_i's input [n, K], holding
+        only that copy's key."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def observe(self, x: Tensor, clean_labels: Tensor | None = None,
                 batch_size: int = 512, device: torch.device | str = "cpu") -> Observation:
@@ -181,6 +193,9 @@ class PermutedCopies(TracerCopies):
     def copy_keyed(self, features: Tensor, index: int) -> Tensor:
         return self.tracer.readout(features)[:, self.permutations[index]]
 
+    def keyed_tracer(self, index: int) -> nn.Module:
+        return _PermutedTracer(self.tracer, self.permutations[index])
+
 
 class ProjectedCopies(TracerCopies):
     """Keys by projection: ``T_i(x) = tanh(gain * P_i R(x))`` with R the residual tracer's noise
@@ -215,6 +230,9 @@ class ProjectedCopies(TracerCopies):
     def copy_keyed(self, features: Tensor, index: int) -> Tensor:
         return features @ self.projections[index].T
 
+    def keyed_tracer(self, index: int) -> nn.Module:
+        return _ProjectedTracer(self.tracer.noise, self.projections[index], self.tracer.gain)
+
 
 def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0) -> Tensor:
     """Each copy's K x ``size`` projection, rows of unit norm, from a generator seeded by a hash
@@ -246,3 +264,39 @@ class Copy(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier_output(x) + self.copies.alpha * self.tracer_outputs(x)
+
+
+class SoldCopy(nn.Module):
+    """One buyer's model on its own: norm(C(x)) + alpha * tanh(its keyed tracer(x)); [n, K]."""
+
+    def __init__(self, base: nn.Module, norm: nn.Module, tracer: nn.Module, alpha: float):
+        super().__init__()
+        self.base, self.norm, self.tracer, self.alpha = base, norm, tracer, float(alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.base(x)) + self.alpha * torch.tanh(self.tracer(x))
+
+
+class _PermutedTracer(nn.Module):
+    """gain * pi_i(T_0's readout): T_0 whole and one permutation."""
+
+    def __init__(self, tracer: nn.Module, permutation: Tensor):
+        super().__init__()
+        self.base_tracer = tracer
+        self.register_buffer("permutation", permutation.long().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.base_tracer
+        return t.gain * t.readout(t.features(x)[0])[:, self.permutation]
+
+
+class _ProjectedTracer(nn.Module):
+    """gain * P_i R(x): the noise predictor and one projection."""
+
+    def __init__(self, noise: nn.Module, projection: Tensor, gain: float):
+        super().__init__()
+        self.noise, self.gain = noise, float(gain)
+        self.register_buffer("projection", projection.float().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gain * (self.noise(x).flatten(1) @ self.projection.T)

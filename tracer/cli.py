@@ -1,0 +1,53 @@
+"""The ``tracer`` command: ``tracer export ...`` ships a copy; anything else is the pipeline's
+Hydra app (``tracer key=value ...``, as ``python -m tracer.pipeline``).
+
+    tracer export RUN_DIR --copy I --out FILE
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMANDS = ("export",)
+
+
+def export_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tracer export",
+                                 description="write buyer I's model as TorchScript, holding its "
+                                             "key only, after checking it against the run's copy")
+    ap.add_argument("run", help="a run directory with a separate stage")
+    ap.add_argument("--copy", type=int, required=True, help="the copy (buyer) to export")
+    ap.add_argument("--out", required=True, help="the TorchScript file to write")
+    ap.add_argument("--check-images", type=int, default=1000,
+                    help="test images the exported outputs are compared on")
+    args = ap.parse_args(argv)
+    from tracer.data import load_dataset
+    from tracer.export import ExportError, export_copy
+    from tracer.io import IntegrityError
+    from tracer.runs import load_run
+    try:
+        run = load_run(args.run)
+        shape = tuple(run.manifest["input"]["shape"])
+        data = load_dataset(run.manifest["dataset"], n_train=1, n_test=args.check_images)
+        if tuple(data.shape) != shape:   # the run resized its images (dataset.image_size)
+            data = load_dataset(run.manifest["dataset"], n_train=1, n_test=args.check_images,
+                                image_size=shape[-1])
+        worst = export_copy(run, args.copy, args.out, data.x_test)
+    except (ExportError, IntegrityError, FileNotFoundError, KeyError) as err:
+        print(f"tracer export: {err}", file=sys.stderr)
+        return 2
+    print(f"copy {args.copy} of {run.path} -> {args.out} (outputs within {worst:.1e} of the run's "
+          f"on {len(data.x_test)} test images)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "export":
+        return export_main(argv[1:])
+    from tracer.pipeline import main as pipeline_main
+    return pipeline_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
