@@ -1,6 +1,8 @@
-"""The ``tracer`` command: ``tracer export ...`` ships a copy; anything else is the pipeline's
-Hydra app (``tracer key=value ...``, as ``python -m tracer.pipeline``).
+"""The ``tracer`` command: ``tracer investigate ...`` names the copies image files came from,
+``tracer export ...`` ships a copy; anything else is the pipeline's Hydra app
+(``tracer key=value ...``, as ``python -m tracer.pipeline``).
 
+    tracer investigate RUN_DIR FILE... [--json REPORT]
     tracer export RUN_DIR --copy I --out FILE
 """
 from __future__ import annotations
@@ -8,7 +10,39 @@ from __future__ import annotations
 import argparse
 import sys
 
-COMMANDS = ("export",)
+
+
+def investigate_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tracer investigate",
+                                 description="name the copy each image file came from, or none")
+    ap.add_argument("run", help="a run directory with a calibrate stage")
+    ap.add_argument("files", nargs="+", help="PNG / JPEG images or .npy / .npz arrays in [0, 1]")
+    ap.add_argument("--json", help="write a report of every file's verdict here")
+    args = ap.parse_args(argv)
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from tracer.investigate import BadInput, Investigator, describe
+    from tracer.io import IntegrityError, write_json
+    from tracer.runs import load_run
+    try:
+        inv = Investigator(load_run(args.run))
+    except (BadInput, IntegrityError, FileNotFoundError) as err:
+        print(f"tracer investigate: {err}", file=sys.stderr)
+        return 2
+    findings, status = [], 0
+    for name in args.files:
+        try:
+            f = inv.investigate(Path(name))
+        except (BadInput, FileNotFoundError, IsADirectoryError) as err:
+            print(f"tracer investigate: {err}", file=sys.stderr)
+            status = 2
+            continue
+        print(describe(f, inv.threshold))
+        findings.append(asdict(f))
+    if args.json:
+        write_json(args.json, {**inv.header(), "files": findings})
+    return status
 
 
 def export_main(argv: list[str]) -> int:
@@ -45,6 +79,8 @@ def main(argv: list[str] | None = None) -> int | None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "export":
         return export_main(argv[1:])
+    if argv and argv[0] == "investigate":
+        return investigate_main(argv[1:])
     from tracer.pipeline import main as pipeline_main
     return pipeline_main()
 
