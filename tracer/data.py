@@ -218,6 +218,31 @@ def _mini_imagenet(root: Path | None, cache: Path, image_size: int | None,
     return ImageData("mini_imagenet", xtr, ytr, xte, yte, len(train.classes), train.classes)
 
 
+def _image_folder(root: Path | None, cache: Path, image_size: int | None,
+                  download: bool) -> ImageData:
+    """The vendor's own images in torchvision's ImageFolder layout: ``root/train/<class>/*`` and
+    ``root/test/<class>/*``, any size and format PIL reads, as RGB resized to ``image_size``
+    (default 32). ``root`` is required: there is no default place for one's own data."""
+    from torchvision.datasets import ImageFolder
+    if root is None:
+        raise DataError("image_folder: set dataset.root to the folder holding train/ and test/")
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(f"image_folder: {root / split} does not exist (expected "
+                            f"{root}/train/<class>/* and {root}/test/<class>/*)")
+    try:
+        train, test = ImageFolder(str(root / "train")), ImageFolder(str(root / "test"))
+    except (FileNotFoundError, RuntimeError) as err:   # a class folder without images
+        raise DataError(f"image_folder: {err}") from None
+    if train.classes != test.classes:
+        raise DataError(f"image_folder: the class folders of {root / 'train'} "
+                        f"({train.classes}) and {root / 'test'} ({test.classes}) differ")
+    size = image_size or 32
+    xtr, ytr = _read_images(train.samples, size)
+    xte, yte = _read_images(test.samples, size)
+    return ImageData("image_folder", xtr, ytr, xte, yte, len(train.classes), train.classes)
+
+
 def _require_root(name: str, root: Path | None, cache: Path, download: bool) -> Path:
     root = root or cache
     if not root.is_dir() and not download:
@@ -246,6 +271,7 @@ LOADERS: dict[str, Callable[..., ImageData]] = {
     "gtsrb": _gtsrb,
     "tiny_imagenet": _tiny_imagenet,
     "mini_imagenet": _mini_imagenet,
+    "image_folder": _image_folder,
 }
 
 

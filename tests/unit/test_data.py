@@ -184,3 +184,33 @@ def test_batches_cover_every_index_once():
     seen = torch.cat(list(batches(10, 3, torch.Generator().manual_seed(0))))
     assert sorted(seen.tolist()) == list(range(10))
     assert [b.tolist() for b in batches(5, 2)] == [[0, 1], [2, 3], [4]]
+
+
+def test_image_folder_reads_ones_own_images_of_any_size(tmp_path):
+    for split, n in (("train", 3), ("test", 2)):
+        for k, cls in enumerate(("cat", "dog", "fox")):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                size = (20 + 7 * i, 31)                       # sizes differ, as they do
+                img = Image.new("L" if i else "RGB", size, 60 * k + 10 * i)
+                img.save(folder / f"{i}.{'png' if i else 'jpg'}")
+    d = load_dataset("image_folder", tmp_path, image_size=16)
+    assert d.x_train.shape == (9, 3, 16, 16) and d.x_test.shape == (6, 3, 16, 16)
+    assert d.classes == ["cat", "dog", "fox"] and d.num_classes == 3
+    assert d.y_test.tolist() == [0, 0, 1, 1, 2, 2]
+    # a grey fox image of value 130 reads as 130/255 in every channel
+    assert torch.allclose(d.x_train[7], torch.full((3, 16, 16), 130 / 255), atol=1e-6)
+
+
+def test_image_folder_says_what_is_missing(tmp_path):
+    with pytest.raises(DataError, match="dataset.root"):
+        load_dataset("image_folder", None)
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "a" / "0.png")
+    with pytest.raises(DataError, match="test does not exist"):
+        load_dataset("image_folder", tmp_path)
+    (tmp_path / "test" / "b").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "test" / "b" / "0.png")
+    with pytest.raises(DataError, match="class folders"):
+        load_dataset("image_folder", tmp_path)
