@@ -55,7 +55,7 @@ def export_main(argv: list[str]) -> int:
     ap.add_argument("--check-images", type=int, default=1000,
                     help="test images the exported outputs are compared on")
     args = ap.parse_args(argv)
-    from tracer.data import load_dataset
+    from tracer.data import DataError, load_dataset
     from tracer.export import ExportError, export_copy
     from tracer.io import IntegrityError
     from tracer.runs import load_run
@@ -67,7 +67,7 @@ def export_main(argv: list[str]) -> int:
             data = load_dataset(run.manifest["dataset"], n_train=1, n_test=args.check_images,
                                 image_size=shape[-1])
         worst = export_copy(run, args.copy, args.out, data.x_test)
-    except (ExportError, IntegrityError, FileNotFoundError, KeyError) as err:
+    except (ExportError, IntegrityError, DataError, FileNotFoundError, KeyError) as err:
         print(f"tracer export: {err}", file=sys.stderr)
         return 2
     print(f"copy {args.copy} of {run.path} -> {args.out} (outputs within {worst:.1e} of the run's "
