@@ -44,7 +44,8 @@ def reading(copies, x: torch.Tensor, batch: int = 512) -> dict[str, torch.Tensor
     for s in range(0, len(x), batch):
         xb = x[s:s + batch]
         _, deb = copies.tracer.features(xb, debiased=True)
-        cols["z"].append(copies.tracer.readout(deb) / deb.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        unit = deb / deb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        cols["z"].append(copies.tracer.readout(unit))
         cols["c"].append(copies.base_outputs(xb)[:, 0].argmax(1))
         top2 = copies.outputs(xb).topk(2, dim=-1).indices
         cols["a"].append(top2[..., 0])

@@ -42,5 +42,5 @@ def bar(iterable: Any = None, *, stream: IO[str] | None = None, **kwargs) -> tqd
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
         return tqdm(iterable, file=stream, **kwargs)
-    return _LogBar(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL,
-                ascii=True, ncols=100, dynamic_ncols=False, **kwargs)
+    return _LogBar(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL,
+                   maxinterval=LOG_INTERVAL, ascii=True, ncols=100, dynamic_ncols=False, **kwargs)

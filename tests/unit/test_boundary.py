@@ -1,4 +1,4 @@
-"""Batched Boundary attack against a linear classifier, where the minimal L2 perturbation is analytic."""
+"""Batched Boundary attack on a linear classifier, whose minimal L2 perturbation is analytic."""
 import pytest
 import torch
 
@@ -58,7 +58,8 @@ def test_orthogonal_step_keeps_the_distance_to_the_clean_image():
     # its part along x - cur, so the candidate lies just inside the sphere of radius |x - cur|
     shrink = torch.sqrt(1 + delta ** 2).unsqueeze(1)
     assert (after <= before.unsqueeze(1) * (1 + 1e-5)).all()
-    assert (after >= before.unsqueeze(1) * torch.sqrt(1 + 0.9 * delta.unsqueeze(1) ** 2) / shrink).all()
+    least = before.unsqueeze(1) * torch.sqrt(1 + 0.9 * delta.unsqueeze(1) ** 2) / shrink
+    assert (after >= least).all()
 
 
 def test_step_sizes_adapt_to_the_success_rate():

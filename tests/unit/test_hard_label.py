@@ -25,7 +25,8 @@ def test_same_seed_same_result(attack):
 def test_image_without_adversarial_start_comes_back_unchanged(attack):
     model = Linear2(torch.ones(64), c=2.0)  # nothing in [0, 1] reaches class 1
     x = torch.rand(2, 1, 8, 8)
-    out = attack(HardLabelOracle(model, 2), init_size=5).perturb(x, torch.zeros(2, dtype=torch.long))
+    out = attack(HardLabelOracle(model, 2), init_size=5).perturb(
+        x, torch.zeros(2, dtype=torch.long))
     assert torch.equal(out, x)
 
 

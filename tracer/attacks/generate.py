@@ -136,7 +136,7 @@ def attack_copy(copies: CopySet, source: int | list[int], spec: AttackSpec, x: T
     meta = {"attack": repr(attack), "name": spec.name, "threat": spec.threat,
             "budget": spec.budget, "adaptive": adaptive.kind if adaptive else "none"}
     bar = progress_bar(total=n_wanted, initial=sum(len(e) for e in kept), disable=not progress,
-               desc=f"{spec.name} on copies {group}", leave=False)
+                       desc=f"{spec.name} on copies {group}", leave=False)
     # Colluders under a hard-label attack answer for one image at a time (their answer depends on
     # its clean label); score-based and white-box attacks need the mean's gradient or scores.
     guarded = len(members) > 1 and spec.threat == "decision"

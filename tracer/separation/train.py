@@ -95,8 +95,8 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, step: Step, *, epochs: int, batc
         sums = torch.zeros(0)
         names: list[str] = []
         n_seen = 0.0
-        bar = progress_bar(list(batches(len(x), batch_size, gen)), desc=f"{desc} {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
+        bar = progress_bar(list(batches(len(x), batch_size, gen)),
+                           desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for idx in bar:
             rows, weight = distributed.batch_share(len(idx))
             mine = idx[rows]
