@@ -3,13 +3,13 @@
 (``tracer key=value ...``, as ``python -m tracer.pipeline``).
 
     tracer investigate RUN_DIR FILE... [--json REPORT]
-    tracer export RUN_DIR --copy I --out FILE
+    tracer export RUN_DIR --copy I --out FILE [--data-root DIR]
 """
 from __future__ import annotations
 
 import argparse
 import sys
-
+from pathlib import Path
 
 
 def investigate_main(argv: list[str]) -> int:
@@ -54,6 +54,8 @@ def export_main(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="the TorchScript file to write")
     ap.add_argument("--check-images", type=int, default=1000,
                     help="test images the exported outputs are compared on")
+    ap.add_argument("--data-root", help="where the run's data set is (default: dataset.root of "
+                                        "the run's config.yaml, else the data set's usual place)")
     args = ap.parse_args(argv)
     from tracer.data import DataError, load_dataset
     from tracer.export import ExportError, export_copy
@@ -62,10 +64,11 @@ def export_main(argv: list[str]) -> int:
     try:
         run = load_run(args.run)
         shape = tuple(run.manifest["input"]["shape"])
-        data = load_dataset(run.manifest["dataset"], n_train=1, n_test=args.check_images)
+        root = args.data_root or _configured_data_root(run.path)
+        data = load_dataset(run.manifest["dataset"], root, n_train=1, n_test=args.check_images)
         if tuple(data.shape) != shape:   # the run resized its images (dataset.image_size)
-            data = load_dataset(run.manifest["dataset"], n_train=1, n_test=args.check_images,
-                                image_size=shape[-1])
+            data = load_dataset(run.manifest["dataset"], root, n_train=1,
+                                n_test=args.check_images, image_size=shape[-1])
         worst = export_copy(run, args.copy, args.out, data.x_test)
     except (ExportError, IntegrityError, DataError, FileNotFoundError, KeyError) as err:
         print(f"tracer export: {err}", file=sys.stderr)
@@ -73,6 +76,16 @@ def export_main(argv: list[str]) -> int:
     print(f"copy {args.copy} of {run.path} -> {args.out} (outputs within {worst:.1e} of the run's "
           f"on {len(data.x_test)} test images)")
     return 0
+
+
+def _configured_data_root(run_dir) -> str | None:
+    """dataset.root of the config the run was made with (its config.yaml), if it names one."""
+    import yaml
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    cfg = yaml.safe_load(path.read_text()) or {}
+    return (cfg.get("dataset") or {}).get("root")
 
 
 def main(argv: list[str] | None = None) -> int | None:

@@ -128,7 +128,8 @@ def separation_spec(cfg: DictConfig) -> SeparationSpec:
     if s.get("finetune") is not None:
         nested["finetune"] = _take(ClassifierTraining, s.finetune)
     return _take(SeparationSpec, s, ignore=("name",),
-                 model=_take(ModelSpec, cfg.model, ignore=("name", "train")),
+                 model=_take(ModelSpec, cfg.model, ignore=("name", "train", "_target_"),
+                             target=cfg.model.get("_target_")),
                  classifier=_take(ClassifierTraining, cfg.model.get("train")), **nested)
 
 

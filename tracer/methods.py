@@ -142,7 +142,7 @@ def _tracer_method(name: str, make_tracer, train_tracer) -> Method:
 
     def build(t: Trainer) -> tuple[CopySet, dict]:
         spec, d = t.spec, t.data
-        t.base = t.classifier("base.pt", t.seed)
+        t.base = t.base_classifier()
         seed = derived_seed(t.seed, "tracer_training")
         torch.manual_seed(seed)
         key = {"role": "tracer", "method": name,
@@ -224,8 +224,9 @@ def naive_copy_seed(seed: int, index: int) -> int:
 
 
 def _build_naive(t: Trainer) -> tuple[CopySet, dict]:
-    members = [t.classifier(f"copy_{i}.pt", naive_copy_seed(t.seed, i))
-               for i in range(t.spec.num_copies)]
+    members = [t.base_classifier("copy_0.pt")] + [
+        t.classifier(f"copy_{i}.pt", naive_copy_seed(t.seed, i))
+        for i in range(1, t.spec.num_copies)]
     return IndependentCopies(members, t.data.num_classes), {}
 
 
@@ -240,7 +241,7 @@ def _load_naive(s: Stored) -> CopySet:
 
 def _build_watermark(t: Trainer) -> tuple[CopySet, dict]:
     spec, d = t.spec, t.data
-    t.base = t.classifier("base.pt", t.seed)
+    t.base = t.base_classifier()
     keep = random_masks(spec.num_copies, tuple(d.shape), spec.masked_fraction, seed=t.seed)
     if distributed.is_main():
         save_npy(t.where / "masks.npy", keep.numpy().astype(np.float32))

@@ -202,7 +202,8 @@ def manifest_summary(manifest: dict) -> dict:
     """What evidence depends on of the copies it was made against (written beside it, so that a
     mismatch can be named)."""
     return {"method": manifest.get("method"), "dataset": manifest.get("dataset"),
-            "arch": manifest.get("model", {}).get("arch"),
+            "arch": manifest.get("model", {}).get("arch")
+            or manifest.get("model", {}).get("target"),
             "num_classes": manifest.get("input", {}).get("num_classes"),
             "num_copies": len(manifest.get("accuracy", {}).get("copy_clean_acc", [])),
             "alpha": manifest.get("alpha"), "keying": manifest.get("keying"),

@@ -275,3 +275,38 @@ def test_export_refuses_a_copy_the_run_does_not_have(tiny_run, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--copy 7" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_vendors_own_images_and_classifier_make_copies_that_export(tmp_path):
+    """dataset=image_folder, then model.checkpoint adopting that run's C: the second run trains
+    nothing (the tracer is reused), records the checkpoint's sha256, and its copies export with
+    the data root read from the run's config.yaml."""
+    from PIL import Image
+
+    from tracer.io import sha256_file
+
+    root = tmp_path / "images"
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 12), ("test", 6)):
+        for k, cls in enumerate(("circle", "square", "cross")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                px = (torch.rand(12, 12, 3, generator=gen) * 60 + 80 * k).to(torch.uint8)
+                Image.fromarray(px.numpy()).save(root / split / cls / f"{i}.png")
+    common = ("debug=tiny", "dataset=image_folder", f"dataset.root={root}",
+              "dataset.image_size=8", "stage=separate", "model.train.epochs=2",
+              "separation.tracer.train.epochs=2")
+    first = tracer.run(tracer.compose(*common), tmp_path / "first")
+    base = first.separate_dir / "base.pt"
+    second = tracer.run(tracer.compose(*common, f"model.checkpoint={base}",
+                                       f"separation.reuse={first.path}"), tmp_path / "second")
+    m = second.manifest
+    assert m["adopted_classifier"]["sha256"] == sha256_file(base)
+    assert m["accuracy"]["base_clean_acc"] == first.manifest["accuracy"]["base_clean_acc"]
+    assert not (second.separate_dir / "history_base.csv").exists()
+    out = tmp_path / "copy2.pt"
+    proc = subprocess.run([sys.executable, "-m", "tracer.cli", "export", str(second.path),
+                           "--copy", "2", "--out", str(out), "--check-images", "18"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "on 18 test images" in proc.stdout and out.is_file()

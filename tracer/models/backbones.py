@@ -1,13 +1,15 @@
 """Classifier backbones. Every model takes images in [0, 1] and normalises them itself.
 
-``build_classifier(arch, ...)`` is the only constructor the rest of tracer calls; the manifest of a
-run stores its keyword arguments, so a checkpoint can be rebuilt without pickle or Hydra.
+``backbone(arch, ...)`` builds one by name (tracer.models.factory wraps it, or an allow-listed
+import path's module, in Normalize); the manifest of a run stores its keyword arguments, so a
+checkpoint can be rebuilt without pickle.
 """
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
@@ -22,6 +24,18 @@ class Normalize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
+
+
+class Resize(nn.Module):
+    """Bilinear resize to ``size`` x ``size``: for architectures whose pooling needs larger images
+    than the data set's (torchvision's VGG pools 28 pixels to nothing)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
 
 def small_cnn(num_classes: int, in_channels: int, image_size: int, width: int = 32,
@@ -94,10 +108,16 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def backbone(arch: str, num_classes: int, in_channels: int, image_size: int,
+             **kwargs) -> nn.Module:
+    """The built-in backbone ``arch`` on [0, 1]-normalised images: logits [n, num_classes]."""
+    if arch not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {arch!r}; known: {sorted(CLASSIFIERS)}")
+    return CLASSIFIERS[arch](num_classes, in_channels, image_size, **kwargs)
+
+
 def build_classifier(arch: str, num_classes: int, in_channels: int, image_size: int,
                      mean: Sequence[float], std: Sequence[float], **kwargs) -> nn.Sequential:
     """Normalize followed by the backbone ``arch``; outputs are logits [n, num_classes]."""
-    if arch not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {arch!r}; known: {sorted(CLASSIFIERS)}")
-    net = CLASSIFIERS[arch](num_classes, in_channels, image_size, **kwargs)
-    return nn.Sequential(Normalize(mean, std), net)
+    return nn.Sequential(Normalize(mean, std),
+                         backbone(arch, num_classes, in_channels, image_size, **kwargs))

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tracer.models.backbones import build_classifier
+from tracer.models.backbones import Normalize, Resize, backbone
 from tracer.models.copies import OutputNorm, PermutedCopies, ProjectedCopies, TracerCopies
+from tracer.models.targets import build_target, check_target
 
 
 @dataclass
@@ -26,9 +27,29 @@ class InputSpec:
 
 @dataclass
 class ModelSpec:
-    """The classifier C: a backbone name and its keyword arguments."""
-    arch: str = "small_cnn"
+    """The classifier C: a built-in backbone ``arch``, or an allow-listed import path ``target``
+    (tracer.models.targets; then ``arch`` is None), with its keyword arguments.
+
+    resize: the side images are resized to before C sees them (architectures that pool below
+    28 pixels); checkpoint: a trained C's state dict to adopt instead of training one.
+    """
+    arch: str | None = "small_cnn"
     kwargs: dict = field(default_factory=lambda: {"width": 16, "hidden": 128})
+    target: str | None = None
+    resize: int | None = None
+    checkpoint: str | None = None
+
+    def __post_init__(self):
+        if (self.arch is None) == (self.target is None):
+            raise ValueError("model: set exactly one of arch (a tracer backbone) and _target_ "
+                             f"(an import path); got arch={self.arch!r}, "
+                             f"_target_={self.target!r}")
+        if self.target is not None:
+            check_target(self.target, self.kwargs)
+
+    @property
+    def name(self) -> str:
+        return self.arch or self.target
 
 
 @dataclass
@@ -44,9 +65,20 @@ class TracerSpec:
     temperature: float = 1.0
 
 
-def build_base(model: ModelSpec, inp: InputSpec) -> nn.Module:
+def build_backbone(model: ModelSpec, inp: InputSpec) -> nn.Module:
+    """C's network as ``model`` describes it, on normalised images: logits [n, K]."""
     c, h, _ = inp.shape
-    return build_classifier(model.arch, inp.num_classes, c, h, inp.mean, inp.std, **model.kwargs)
+    if model.target is None:
+        return backbone(model.arch, inp.num_classes, c, model.resize or h, **model.kwargs)
+    return build_target(model.target, model.kwargs, inp.num_classes, c)
+
+
+def build_base(model: ModelSpec, inp: InputSpec, net: nn.Module | None = None) -> nn.Sequential:
+    """C on [0, 1] images: the data set's normalisation, then ``net`` (a fresh
+    :func:`build_backbone` when None), behind a resize when ``model.resize`` asks for one."""
+    base = nn.Sequential(Normalize(inp.mean, inp.std),
+                         build_backbone(model, inp) if net is None else net)
+    return base if model.resize is None else nn.Sequential(Resize(model.resize), base)
 
 
 def build_copies(base: nn.Module, tracer: nn.Module, keys: torch.Tensor, alpha: float,

@@ -1,7 +1,8 @@
 """Train a network of the separation stage, or take it from where it was trained before.
 
 A :class:`Trainer` looks for each network in its run directory (an interrupted stage), then in
-the train cache (a sweep trains each network once), and trains it only when neither has it.
+the train cache (a sweep trains each network once), and trains it only when neither has it; C
+itself is adopted from the vendor's checkpoint when the config names one.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from tracer import distributed
 from tracer.data import ImageData
 from tracer.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, load_weights
+from tracer.models.adopt import adopt_classifier, checkpoint_record
 from tracer.models.factory import InputSpec, build_base
 from tracer.separation.spec import SeparationSpec
 from tracer.separation.train import train_classifier
@@ -42,6 +44,25 @@ class Trainer:
     progress: bool
     files: list[str] = field(default_factory=list)
     base: torch.nn.Module | None = None
+    adopted: dict | None = None   # the checkpoint C was adopted from: file and sha256
+
+    def base_classifier(self, name: str = "base.pt") -> torch.nn.Module:
+        """The classifier C: adopted from ``spec.model.checkpoint`` when the config names one
+        (nothing is trained), else trained with the run's seed."""
+        checkpoint = self.spec.model.checkpoint
+        if checkpoint is None:
+            return self.classifier(name, self.seed)
+        self.adopted = checkpoint_record(checkpoint)
+        path = self.where / name
+        if path.is_file():   # an interrupted stage adopted it already
+            module = build_base(self.spec.model, self.inp)
+            module.load_state_dict(load_weights(path))
+        else:
+            module = adopt_classifier(checkpoint, self.spec.model, self.inp)
+            if distributed.is_main():
+                atomic_torch_save(module.state_dict(), path)
+        self.files.append(name)
+        return module.eval()
 
     @cached_property
     def inp(self) -> InputSpec:

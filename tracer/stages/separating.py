@@ -43,6 +43,8 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
     distributed.barrier()
     if not distributed.is_main():
         return copies
+    if trainer.adopted is not None:
+        extra["adopted_classifier"] = trainer.adopted
     write_manifest(run, method=spec.method, dataset=data.name, inp=inp, model=spec.model,
                    seed=seed, accuracy=accuracy, files=trainer.files, **extra)
     resume = run.separate_dir / "resume"
