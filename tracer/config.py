@@ -148,17 +148,15 @@ def to_spec(cfg: DictConfig) -> PipelineSpec:
 
 
 def _innocent_spec(node: DictConfig | None) -> InnocentSpec:
-    """The innocent sets; ``node.attack`` is an attack config (one entry of the attack group)."""
+    """The innocent sets; ``node.attack`` holds attack configs (entries of the attack group),
+    each of which makes one independent set."""
     if node is None:
         return InnocentSpec(sets=[])
     attacks = attack_specs(node.attack) if node.get("attack") else []
-    if len(attacks) > 1:
-        raise ValueError("innocent.attack must be one attack config (attack@innocent.attack="
-                         "<name>); the independent innocent set is made with it")
-    spec = _take(InnocentSpec, node, attack=attacks[0] if attacks else None)
-    if "independent" in spec.sets and spec.attack is None:
-        raise ValueError("the independent innocent set needs an attack (attack@innocent.attack="
-                         "<name>)")
+    spec = _take(InnocentSpec, node, ignore=("attack",), attacks=attacks)
+    if "independent" in spec.sets and not attacks:
+        raise ValueError("the independent innocent sets need an attack (attack@innocent.attack="
+                         "[<name>, ...])")
     return spec
 
 

@@ -2,7 +2,9 @@
 
 Clean test images, the same images with Gaussian noise or JPEG compression (what an honest user
 or a lossy channel does to an image), and adversarial examples made on an independently trained
-classifier outside the candidate set. Each is an :class:`Evidence` with source -1 (none), so it
+classifier outside the candidate set: one set per attack (``independent_<attack>``), so that the
+threshold sees what each family of attacks does to an innocent model (minimal decision-based,
+deep white-box, score-based). Each is an :class:`Evidence` with source -1 (none), so it
 is traced exactly like real evidence.
 """
 from __future__ import annotations
@@ -15,16 +17,18 @@ from torch import Tensor
 from tracer.attacks.generate import AttackSpec
 from tracer.evidence import Evidence
 
-INNOCENT_SETS = ("clean", "gaussian", "jpeg", "independent")
+INNOCENT_SETS = ("clean", "gaussian", "jpeg", "independent")   # what ``sets`` may list
+INDEPENDENT = "independent_"   # + an attack's name: that attack's independent set
 
 
 @dataclass
 class InnocentSpec:
     """Which innocent sets to trace, how to make them, and the false-accusation target.
 
-    ``attack`` makes the independent set's adversarial examples (on a classifier outside the
-    candidates); ``num`` test images behind each image set (clean, gaussian, jpeg) and
-    ``num_adversarial`` successful examples in the independent set, the one that costs attacks.
+    ``attacks`` make the independent sets' adversarial examples (on a classifier outside the
+    candidates), one set each, when ``sets`` lists ``independent``; ``num`` test images behind
+    each image set (clean, gaussian, jpeg) and ``num_adversarial`` successful examples in each
+    independent set, the ones that cost attacks.
     ``confidence``: the threshold keeps the upper confidence bound of each set's false-accusation
     rate within ``max_false_accusation`` (tracer.abstention); None: the rate seen on the
     calibration half.
@@ -34,7 +38,7 @@ class InnocentSpec:
     num_adversarial: int = 400
     gaussian_std: float = 0.05
     jpeg_quality: int = 75
-    attack: AttackSpec | None = None
+    attacks: list[AttackSpec] = field(default_factory=list)
     max_false_accusation: float = 0.01
     confidence: float | None = 0.95
 
@@ -50,9 +54,24 @@ class InnocentSpec:
             raise ValueError(f"innocent.confidence must be in (0, 1) or null, got "
                              f"{self.confidence}")
 
+    def names(self) -> list[str]:
+        """Every innocent set: the image sets ``sets`` lists, then one independent set per
+        attack."""
+        images = [s for s in self.sets if s != "independent"]
+        independent = [INDEPENDENT + a.name for a in self.attacks] if "independent" in self.sets \
+            else []
+        return images + independent
+
     def size(self, name: str) -> int:
         """How many inputs innocent set ``name`` holds."""
-        return self.num_adversarial if name == "independent" else self.num
+        return self.num_adversarial if name.startswith(INDEPENDENT) else self.num
+
+    def attack(self, name: str) -> AttackSpec:
+        """The attack that makes independent set ``name``."""
+        for a in self.attacks:
+            if INDEPENDENT + a.name == name:
+                return a
+        raise ValueError(f"unknown innocent set {name!r}; known: {self.names()}")
 
 
 def innocent_evidence(x: Tensor, y: Tensor, clean_index: Tensor, name: str) -> Evidence:

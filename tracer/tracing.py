@@ -16,6 +16,14 @@ the others that were tried):
   that disagree with their classifier (C, or the copy's own C_i). An attack that crosses only its
   own copy's boundary leaves exactly that copy disagreeing; R also answers the image's own
   structure, a part that dilutes a small attack's alignment and cancels in the debiased residual.
+- ``debiased_spread`` (ours, the default with projection keys): the debiased residual's
+  projection on the copy's label row minus its lowest projection on any row, over sqrt 2; every
+  candidate eligible. A copy with its own projection P_i reads r through rows no other copy
+  shares, so the row an attack on it pushed down (the clean label's, unknown to the
+  investigator) stands out as that copy's minimum, and its label row as raised; a deep attack
+  that moved C too, where no copy disagrees with C, is read as well as a minimal one. With
+  permutation keys every copy's rows are the same K values and the minimum is the same for all:
+  the rule would read only the label row, so these keys do not offer it.
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
   Far past C's boundary (white-box attacks) tanh saturates and DOL loses what these still show.
@@ -101,15 +109,17 @@ def outranks(e_a: Tensor, v_a: Tensor, e_b: Tensor, v_b: Tensor) -> Tensor:
 class Observation:
     """What one pass of C and T_0 over the evidence tells about every candidate.
 
-    Shape: dol, labels, base_labels, logit_dol_label, debiased [n, m] (base_labels: the label of
-    each copy's classifier alone, C's or its own C_i's). ``logit_dol_label`` is None unless the
-    clean labels were given, ``debiased`` unless the tracer is the residual one.
+    Shape: dol, labels, base_labels, logit_dol_label, debiased, spread [n, m] (base_labels: the
+    label of each copy's classifier alone, C's or its own C_i's). ``logit_dol_label`` is None
+    unless the clean labels were given, ``debiased`` and ``spread`` unless the tracer is the
+    residual one (``spread`` also unless the keys are projections).
     """
     dol: Tensor
     labels: Tensor
     base_labels: Tensor
     logit_dol_label: Tensor | None = None
     debiased: Tensor | None = None
+    spread: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -147,6 +157,17 @@ def aligned_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor
     return (z2[..., 0] - z2[..., 1]) / (2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
 
 
+def spread_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor) -> Tensor:
+    """(z_att - min_k z_k) / (sqrt 2 * scale) per copy, att from ``outputs``: with z = P_i r and
+    scale = |r|, how far r reaches along copy i's label row above its lowest row.
+
+    Shape: outputs, pre_activations [n, m, K]; scale [n] -> [n, m].
+    """
+    z_att = pre_activations.gather(-1, outputs.argmax(-1, keepdim=True)).squeeze(-1)
+    return (z_att - pre_activations.min(-1).values) / (
+        2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
+
+
 def _dol(obs: Observation) -> Scores:
     return Scores(obs.dol)
 
@@ -157,6 +178,13 @@ def _debiased_disagree(obs: Observation) -> Scores:
     return Scores(obs.debiased, obs.labels != obs.base_labels)
 
 
+def _debiased_spread(obs: Observation) -> Scores:
+    if obs.spread is None:
+        raise ValueError("scorer debiased_spread needs the residual tracer with projection keys "
+                         "(separation.keying=projection)")
+    return Scores(obs.spread)
+
+
 def _logit_dol_label(obs: Observation) -> Scores:
     if obs.logit_dol_label is None:
         raise ValueError("scorer logit_dol_label needs the evidence's clean labels")
@@ -164,7 +192,8 @@ def _logit_dol_label(obs: Observation) -> Scores:
 
 
 SCORERS: dict[str, Callable[[Observation], Scores]] = {
-    "dol": _dol, "debiased_disagree": _debiased_disagree, "logit_dol_label": _logit_dol_label}
+    "dol": _dol, "debiased_disagree": _debiased_disagree, "debiased_spread": _debiased_spread,
+    "logit_dol_label": _logit_dol_label}
 
 
 def score(obs: Observation, scorer: str = "dol") -> Scores:

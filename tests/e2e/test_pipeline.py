@@ -41,7 +41,7 @@ def test_metrics_json_has_every_field(tiny_run):
 
 def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down(tiny_run):
     m = json.loads(tiny_run.metrics_path.read_text())
-    assert set(m["innocent"]) == {"clean", "gaussian", "jpeg", "independent"}
+    assert set(m["innocent"]) == {"clean", "gaussian", "jpeg", "independent_hsja"}
     calib = json.loads((tiny_run.path / "innocent" / "calibration.json").read_text())
     for name, inn in m["innocent"].items():
         assert inn["num"] == 40, name
@@ -84,16 +84,16 @@ def test_calibrate_reruns_for_another_scorer_and_traces_the_attacks_with_it(tiny
 def test_calibrate_remakes_an_innocent_set_asked_for_at_another_size(tiny_run):
     path = tiny_run.path / "innocent" / "calibration.json"
     before = json.loads(path.read_text())
-    independent = tiny_run.load_innocent("independent")
+    independent = tiny_run.load_innocent("independent_hsja")
     try:
         tracer.run(tracer.compose("debug=tiny", "stage=calibrate", "innocent.num=50",
                                   "innocent.num_adversarial=30"), tiny_run.path)
         calib = json.loads(path.read_text())
         assert {k: v["num"] for k, v in calib["innocent"].items()} == {
-            "clean": 50, "gaussian": 50, "jpeg": 50, "independent": 30}
+            "clean": 50, "gaussian": 50, "jpeg": 50, "independent_hsja": 30}
         assert len(tiny_run.load_innocent("jpeg")) == 50
         # fewer adversarial examples: the first ones made, not a new attack
-        assert torch.equal(tiny_run.load_innocent("independent").x, independent.x[:30])
+        assert torch.equal(tiny_run.load_innocent("independent_hsja").x, independent.x[:30])
     finally:   # the other tests read the default calibration
         tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), tiny_run.path)
     assert json.loads(path.read_text()) == before

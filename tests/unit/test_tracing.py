@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tracer.tracing import (Observation, Scores, dol_from_outputs, logit_dol_from_outputs, named,
-                            outranks, score, scored, verdict)
+                            outranks, score, scored, spread_from_outputs, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -159,3 +159,56 @@ def test_projected_copies_trace_from_one_pass_as_each_copy_alone_would():
             dol = (t.gather(1, top2[:, :1]) - t.gather(1, top2[:, 1:])).squeeze(1)
             assert torch.allclose(obs.dol[:, j], dol, atol=1e-5)
             assert torch.equal(obs.labels[:, j], out.argmax(1))
+
+
+def test_spread_reads_the_label_row_above_the_lowest_row():
+    outputs = torch.tensor([[[0.1, 0.7, 0.5], [0.9, 0.2, 0.3]]])     # labels: copy 0: 1, copy 1: 0
+    z = torch.tensor([[[2.0, 3.0, -1.0], [0.5, 1.0, -2.0]]])
+    # copy 0: (3 - (-1)) / (sqrt 2 * 2); copy 1: (0.5 - (-2)) / (sqrt 2 * 2)
+    got = spread_from_outputs(outputs, z, torch.tensor([2.0]))
+    assert torch.allclose(got, torch.tensor([[4.0, 2.5]]) / (2 * 2 ** 0.5))
+
+
+def test_spread_names_the_copy_whose_rows_a_deep_attack_moved_when_every_copy_agrees_with_c():
+    """A residual along copy 2's (label, clean) rows, as a deep attack on copy 2 leaves it, plus
+    noise twice its size: every copy shows C's label (nobody disagrees: debiased_disagree has no
+    eligible copy), and the spread of copy 2's own projection names it."""
+    from tracer.models.copies import random_projections
+    g = torch.Generator().manual_seed(0)
+    keys = random_projections(5, 10, 784, seed=3)                       # [m, K, d]
+    att, clean = 4, 7
+    hits = 0
+    for _ in range(50):
+        signal = keys[2, att] - keys[2, clean]
+        r = signal + 2 * signal.norm() * torch.randn(784, generator=g) / 784 ** 0.5
+        z = (keys @ r).unsqueeze(0)                                      # [1, m, K]
+        outputs = torch.zeros(1, 5, 10)
+        outputs[..., att] = 1.0                                          # C's label everywhere
+        obs = Observation(dol=torch.zeros(1, 5), labels=torch.full((1, 5), att),
+                          base_labels=torch.full((1, 5), att), debiased=torch.zeros(1, 5),
+                          spread=spread_from_outputs(outputs, z, r.norm().view(1)))
+        assert not score(obs, "debiased_disagree").eligible.any()
+        hits += int(named(score(obs, "debiased_spread")).item() == 2)
+    assert hits >= 48
+
+
+def test_only_projection_keys_offer_the_spread():
+    from conftest import tiny_copies
+    perm, proj = tiny_copies(keying="permutation"), tiny_copies(keying="projection")
+    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "debiased_spread"
+    x = torch.rand(5, 1, 8, 8)
+    assert perm.observe(x).spread is None
+    with pytest.raises(ValueError, match="debiased_spread needs the residual tracer with "
+                                         "projection keys"):
+        score(perm.observe(x), "debiased_spread")
+    obs = proj.observe(x, batch_size=2)
+    t = proj.tracer
+    with torch.no_grad():
+        r = t.noise(x)
+        r = (r - t.noise((x - r).clamp(0, 1))).flatten(1)
+        labels = proj.outputs(x).argmax(-1)
+    for j in range(proj.num_copies):
+        z = r @ proj.projections[j].T
+        want = (z.gather(1, labels[:, j:j + 1]).squeeze(1) - z.min(1).values) / (
+            2 ** 0.5 * r.norm(dim=1))
+        assert torch.allclose(obs.spread[:, j], want, atol=1e-4)

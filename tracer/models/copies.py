@@ -17,7 +17,7 @@ from tracer.data import batches
 from tracer.models.residual import ResidualTracer
 from tracer.seeding import derived_seed
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
-                            logit_dol_from_outputs, scored)
+                            logit_dol_from_outputs, scored, spread_from_outputs)
 
 OUTPUT_NORMS = ("softmax", "minmax")
 
@@ -136,9 +136,10 @@ class TracerCopies(nn.Module):
         """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch (the
         debiased residual's alignment too, where ``scorers`` offer it). ``clean_labels`` [n]
         (optional): what each image shows, for ``logit_dol_label``."""
-        want_debiased = "debiased_disagree" in self.scorers
+        want_debiased = bool({"debiased_disagree", "debiased_spread"} & set(self.scorers))
+        want_spread = "debiased_spread" in self.scorers
         cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "label",
-                                                         "debiased")}
+                                                         "debiased", "spread")}
         for idx in batches(len(x), batch_size):
             xb = x[idx].to(device)
             c = self.base_outputs(xb)
@@ -153,11 +154,13 @@ class TracerCopies(nn.Module):
                 cols["label"].append(
                     logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
             if debiased is not None:
-                cols["debiased"].append(aligned_from_outputs(out, self.keyed(debiased),
-                                                             debiased.norm(dim=1)).cpu())
+                keyed, scale = self.keyed(debiased), debiased.norm(dim=1)
+                cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
+                if want_spread:
+                    cols["spread"].append(spread_from_outputs(out, keyed, scale).cpu())
         joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
         return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
-                           joined["debiased"])
+                           joined["debiased"], joined["spread"])
 
     def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
               clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
@@ -214,6 +217,7 @@ class ProjectedCopies(TracerCopies):
         if projections.ndim != 3:
             raise ValueError("projections must be [num_copies, num_classes, input size]")
         self.register_buffer("projections", projections.float().clone())
+        self.scorers = ("debiased_spread", *self.scorers)   # tracer.tracing: why these keys
 
     @property
     def num_copies(self) -> int:

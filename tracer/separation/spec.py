@@ -27,8 +27,9 @@ class SeparationSpec:
     num_copies: int = 5
     alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
     max_agreement: int = 1       # permutations agree pairwise on at most this many positions
-    keying: str = "permutation"  # how copies differ: permutation (the paper, <= K(K-1) copies) or
-                                 # projection (residual tracer only: P_i R(x), any number)
+    keying: str = "projection"   # how the tracer's copies differ: projection (residual tracer
+                                 # only: copy i reads R(x) through its own P_i; any number of
+                                 # copies) or permutation (the paper's, <= K(K-1) copies)
     reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
                                  # trained the same way (ablations over alpha, gain, copies)
     classifiers: str = "shared"  # tracer: one C for every copy, or "orthogonal": copy i's own C_i
@@ -50,6 +51,6 @@ class SeparationSpec:
             raise ValueError(f"unknown classifiers {self.classifiers!r}; known: {CLASSIFIERS}")
         if self.keying not in KEYINGS:
             raise ValueError(f"unknown keying {self.keying!r}; known: {KEYINGS}")
-        if self.keying == "projection" and self.method != "residual":
+        if self.keying == "projection" and self.method == "paper":
             raise ValueError("keying=projection needs the residual tracer (separation=residual); "
                              f"this method is {self.method!r}")

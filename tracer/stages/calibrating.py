@@ -12,7 +12,7 @@ from tracer.attacks.generate import attack_copy, shared_pool
 from tracer.baselines import IndependentCopies
 from tracer.data import ImageData
 from tracer.evidence import Evidence
-from tracer.innocent import INNOCENT_SETS, InnocentSpec, innocent_evidence
+from tracer.innocent import INDEPENDENT, InnocentSpec, innocent_evidence
 from tracer.io import read_json, write_json
 from tracer.methods import CopySet
 from tracer.models.predict import predict_labels
@@ -42,12 +42,12 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
         made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
                      {k: v.get("num") for k, v in done.get("innocent", {}).items()})
         if made_with == (use, spec.max_false_accusation, spec.confidence,
-                         {k: spec.size(k) for k in spec.sets}):
+                         {k: spec.size(k) for k in spec.names()}):
             return done
     innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
                                                             seed, device, progress),
                                       data.x_test, device=device).scores[use]
-                for name in spec.sets}
+                for name in spec.names()}
     split = {name: halves(len(s), derived_seed(seed, "innocent_halves"))
              for name, s in innocent.items()}
     threshold = choose_threshold({k: s.select(split[k][0]) for k, s in innocent.items()},
@@ -106,7 +106,8 @@ def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
                              allow_empty=True)
         if len(kept) == wanted:
             return kept
-    if name != "independent" and wanted > len(data.x_test):
+    independent = name.startswith(INDEPENDENT)
+    if not independent and wanted > len(data.x_test):
         raise ValueError(f"innocent.num={wanted} but {data.name} has {len(data.x_test)} test "
                          "images")
     g = torch.Generator().manual_seed(derived_seed(seed, "innocent_images"))
@@ -118,20 +119,21 @@ def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
         ev = innocent_evidence(gaussian_noise(x, spec.gaussian_std, seed), y, idx, name)
     elif name == "jpeg":
         ev = innocent_evidence(jpeg(x, spec.jpeg_quality), y, idx, name)
-    elif name == "independent":
-        ev = _independent_adversarials(run, data, spec, separation, seed, device, progress)
+    elif independent:
+        ev = _independent_adversarials(run, data, spec, name, separation, seed, device, progress)
     else:
-        raise ValueError(f"unknown innocent set {name!r}; known: {INNOCENT_SETS}")
+        raise ValueError(f"unknown innocent set {name!r}; known: {spec.names()}")
     ev.save(path)
     return ev
 
 
-def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
+def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec, name: str,
                               separation: SeparationSpec, seed: int, device,
                               progress: bool) -> Evidence:
-    """Adversarial examples made on a classifier trained apart from every copy (another seed)."""
-    if spec.attack is None:
-        raise ValueError("the independent innocent set needs an attack (innocent.attack)")
+    """Independent set ``name``: its attack's adversarial examples, made on a classifier trained
+    apart from every copy (another seed; one classifier and one pool of images for every
+    independent set)."""
+    attack = spec.attack(name)
     trainer = Trainer(run.innocent_dir, data, separation, seed, device, progress)
     other_seed = derived_seed(seed, "independent_classifier")
     other = IndependentCopies([trainer.classifier("independent.pt", other_seed)],
@@ -139,9 +141,9 @@ def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec,
     correct = predict_labels(other.outputs, data.x_test, device=device) == data.y_test[:, None]
     wanted = spec.num_adversarial
     pool = shared_pool(correct, 1, 0, derived_seed(seed, "independent_pool"))[:3 * wanted]
-    ev, _ = attack_copy(other, 0, spec.attack, data.x_test, data.y_test, pool, wanted,
+    ev, _ = attack_copy(other, 0, attack, data.x_test, data.y_test, pool, wanted,
                         device=device, progress=progress,
-                        seed=derived_seed(seed, "independent_attack"),
-                        part=run.innocent_dir / "independent" / "part.npz")
+                        seed=derived_seed(seed, f"independent_attack_{attack.name}"),
+                        part=run.innocent_dir / name / "part.npz")
     ev = ev.select(torch.arange(len(ev)) < wanted)  # a resumed larger set: its first examples
-    return innocent_evidence(ev.x, ev.y_true, ev.clean_index, "independent")
+    return innocent_evidence(ev.x, ev.y_true, ev.clean_index, name)

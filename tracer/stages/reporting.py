@@ -55,7 +55,8 @@ def report(out: str | Path, *, quiet: bool = False,
         if trace_json.is_file():
             attacks[name] = {**read_json(trace_json), **calib.get("attacks", {}).get(name, {})}
     metrics = RunMetrics(
-        dataset=m["dataset"], model=m["model"]["arch"], method=m["method"],
+        dataset=m["dataset"], model=m["model"].get("arch") or m["model"].get("target"),
+        method=m["method"],
         num_copies=len(m["accuracy"]["copy_clean_acc"]), alpha=m.get("alpha"), seed=m["seed"],
         base_clean_acc=m["accuracy"].get("base_clean_acc"),
         copy_clean_acc=m["accuracy"]["copy_clean_acc"], attacks=attacks,
