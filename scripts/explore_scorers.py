@@ -3,7 +3,7 @@
     python scripts/explore_scorers.py RUN_DIR
 
 The run must use permutation keys and the residual tracer, and hold a calibrate stage (innocent
-sets clean, gaussian, jpeg, independent). Nothing is written: for each candidate rule it prints one
+sets, e.g. clean, gaussian, jpeg, independent_hsja). Nothing is written: for each candidate rule it prints one
 markdown row per attack of the run: top-1 accuracy (no abstention), and, at the threshold chosen
 as the calibrate stage chooses it (every innocent set's calibration half at most 1% at 95%
 confidence), detection and wrong accusations, and the innocent sets' held-out false accusations.
@@ -33,7 +33,6 @@ from tracer.runs import load_run
 from tracer.seeding import derived_seed
 from tracer.tracing import Scores, named
 
-INNOCENT = ("clean", "gaussian", "jpeg", "independent")
 
 
 @torch.no_grad()
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     if perms is None or not hasattr(copies.tracer, "debiased_residual"):
         raise SystemExit(f"{args.run}: needs permutation keys and the residual tracer")
     attacks = {n: run.load_evidence(n) for n in run.attacks()}
-    innocent = {n: run.load_innocent(n) for n in INNOCENT}
+    innocent = {n: run.load_innocent(n) for n in run.innocent_sets()}
     read = {n: rules(reading(copies, e.x), perms) for n, e in {**attacks, **innocent}.items()}
     seed = int(OmegaConf.load(run.path / "config.yaml").seed)   # the calibrate stage's halves
     split = {n: halves(len(innocent[n]), derived_seed(seed, "innocent_halves")) for n in innocent}

@@ -28,7 +28,10 @@ class InnocentSpec:
     ``attacks`` make the independent sets' adversarial examples (on a classifier outside the
     candidates), one set each, when ``sets`` lists ``independent``; ``num`` test images behind
     each image set (clean, gaussian, jpeg) and ``num_adversarial`` successful examples in each
-    independent set, the ones that cost attacks.
+    independent set, the ones that cost attacks, or as many as ``num_adversarial_by_attack``
+    names for its attack. A set whose calibration half is too small to bound 1% (fewer than
+    ~300) puts the threshold above its largest score: cheap attacks (white-box) get more
+    examples so that their set bounds a quantile, not a maximum.
     ``confidence``: the threshold keeps the upper confidence bound of each set's false-accusation
     rate within ``max_false_accusation`` (tracer.abstention); None: the rate seen on the
     calibration half.
@@ -36,6 +39,7 @@ class InnocentSpec:
     sets: list[str] = field(default_factory=lambda: list(INNOCENT_SETS))
     num: int = 2000
     num_adversarial: int = 400
+    num_adversarial_by_attack: dict[str, int] = field(default_factory=lambda: {"pgd": 2000})
     gaussian_std: float = 0.05
     jpeg_quality: int = 75
     attacks: list[AttackSpec] = field(default_factory=list)
@@ -46,10 +50,12 @@ class InnocentSpec:
         unknown = set(self.sets) - set(INNOCENT_SETS)
         if unknown:
             raise ValueError(f"unknown innocent set(s) {sorted(unknown)}; known: {INNOCENT_SETS}")
-        for key in ("num", "num_adversarial"):
-            if getattr(self, key) < 2:
-                raise ValueError(f"innocent.{key} must be at least 2 (two halves), got "
-                                 f"{getattr(self, key)}")
+        counts = {"num": self.num, "num_adversarial": self.num_adversarial,
+                  **{f"num_adversarial_by_attack.{k}": v
+                     for k, v in self.num_adversarial_by_attack.items()}}
+        for key, n in counts.items():
+            if n < 2:
+                raise ValueError(f"innocent.{key} must be at least 2 (two halves), got {n}")
         if self.confidence is not None and not 0 < self.confidence < 1:
             raise ValueError(f"innocent.confidence must be in (0, 1) or null, got "
                              f"{self.confidence}")
@@ -64,7 +70,9 @@ class InnocentSpec:
 
     def size(self, name: str) -> int:
         """How many inputs innocent set ``name`` holds."""
-        return self.num_adversarial if name.startswith(INDEPENDENT) else self.num
+        if not name.startswith(INDEPENDENT):
+            return self.num
+        return self.num_adversarial_by_attack.get(name[len(INDEPENDENT):], self.num_adversarial)
 
     def attack(self, name: str) -> AttackSpec:
         """The attack that makes independent set ``name``."""

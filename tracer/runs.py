@@ -120,6 +120,11 @@ class Run:
         root = self.path / "attack"
         return sorted(p.parent.name for p in root.glob("*/evidence.npz")) if root.is_dir() else []
 
+    def innocent_sets(self) -> list[str]:
+        """Names of the innocent sets whose evidence is complete, sorted."""
+        root = self.innocent_dir
+        return sorted(p.parent.name for p in root.glob("*/evidence.npz")) if root.is_dir() else []
+
     def load_copies(self, device: torch.device | str = "cpu") -> CopySet:
         """Rebuild every copy from the manifest, through its method (tracer.methods); refuses
         tampered or mismatched checkpoints."""

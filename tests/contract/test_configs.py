@@ -44,10 +44,10 @@ def test_the_default_config_is_the_dataclasses_defaults():
     assert spec.separation == SeparationSpec()
     assert spec.evidence.adaptive == AdaptiveSpec()
     assert replace(spec.evidence, attacks=[]) == PipelineSpec().evidence
-    assert replace(spec.innocent, attack=None) == InnocentSpec()
+    assert replace(spec.innocent, attacks=[]) == InnocentSpec()
     assert replace(spec.data, root=None, cache_dir=None) == DataSpec()
     assert (spec.seed, spec.stage, spec.progress, spec.scorer) == (0, "all", True, "auto")
-    assert spec.innocent.attack.name == "hsja"
+    assert [a.name for a in spec.innocent.attacks] == ["hsja"]
 
 
 def test_a_mistyped_key_in_any_node_is_a_clear_error():

@@ -138,5 +138,13 @@ def test_innocent_evidence_has_no_source_and_the_spec_checks_its_sets():
         InnocentSpec(num=1)
     with pytest.raises(ValueError, match="num_adversarial"):
         InnocentSpec(num_adversarial=1)
-    spec = InnocentSpec(num=30, num_adversarial=8)
-    assert [spec.size(k) for k in INNOCENT_SETS] == [30, 30, 30, 8]
+    from tracer.attacks import AttackSpec
+    pgd, square = (AttackSpec(n, t, factory=lambda view: None) for n, t in
+                   (("pgd", "whitebox"), ("square", "score")))
+    spec = InnocentSpec(num=30, num_adversarial=8, attacks=[pgd, square])
+    assert spec.names() == ["clean", "gaussian", "jpeg", "independent_pgd", "independent_square"]
+    assert [spec.size(k) for k in spec.names()] == [30, 30, 30, 8, 8]
+    assert spec.attack("independent_square") is square
+    with pytest.raises(ValueError, match="unknown innocent set 'independent_hsja'"):
+        spec.attack("independent_hsja")
+    assert InnocentSpec(sets=["clean", "jpeg"], attacks=[pgd]).names() == ["clean", "jpeg"]

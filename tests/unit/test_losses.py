@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from tracer.separation.losses import (draw_noise, noise_prediction_loss, noise_sensitive_loss,
-                                      random_noise_levels, vae_loss)
+from tracer.separation.losses import (MIXED_WEIGHTS, draw_noise, noise_prediction_loss,
+                                      noise_sensitive_loss, random_noise_levels, vae_loss)
 
 
 def _pair_with_cosine(angle_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,6 +51,31 @@ def test_drawn_noise_is_gaussian_or_bounded_uniform():
     assert float(uni.abs().max()) <= 1 and abs(float(uni.mean())) < 0.05
     with pytest.raises(ValueError, match="noise kind"):
         draw_noise((2,), "salt", g)
+
+
+def _law(img: torch.Tensor) -> str:
+    """Which law of the mixture made one [1, H, W] image of noise, read off its structure."""
+    for tile in (4, 2):
+        blocks = img.unfold(1, tile, tile).unfold(2, tile, tile)
+        if img.abs().allclose(torch.ones_like(img)) and (blocks == blocks[..., :1, :1]).all():
+            return f"tiles{tile}"
+    neighbours = (img[:, 1:] - img[:, :-1]).pow(2).mean() / img.pow(2).mean()
+    return "white" if neighbours > 1.5 else "smooth"   # white: ~2, upsampled: well below 1
+
+
+def test_mixed_noise_draws_each_law_at_its_weight_each_image_at_unit_mean_square():
+    g = torch.Generator().manual_seed(0)
+    xi = draw_noise((2000, 1, 28, 28), "mixture", g)
+    assert torch.allclose(xi.pow(2).flatten(1).mean(1), torch.ones(2000), atol=1e-4)
+    laws = [_law(img) for img in xi]
+    expected = {"white": MIXED_WEIGHTS[0], "smooth": sum(MIXED_WEIGHTS[1:3]),
+                "tiles2": MIXED_WEIGHTS[3], "tiles4": MIXED_WEIGHTS[4]}
+    for law, share in expected.items():
+        assert abs(laws.count(law) / 2000 - share) < 0.03, (law, laws.count(law))
+    again = draw_noise((2000, 1, 28, 28), "mixture", torch.Generator().manual_seed(0))
+    assert torch.equal(xi, again)
+    odd = draw_noise((3, 3, 7, 9), "mixture", g)      # sizes the tiles do not divide
+    assert odd.shape == (3, 3, 7, 9) and torch.isfinite(odd).all()
 
 
 def test_noise_prediction_loss_sums_pixels_averages_batch():

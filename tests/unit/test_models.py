@@ -156,3 +156,10 @@ def test_projection_keys_need_the_residual_tracer():
         SeparationSpec(keying="projection", method="paper")
     with pytest.raises(ValueError, match="unknown separation method"):
         SeparationSpec(method="tracer")
+
+
+def test_each_method_gets_its_own_keys_unless_told():
+    from tracer.separation import SeparationSpec
+    assert SeparationSpec().keying == "projection"
+    assert SeparationSpec(method="paper").keying == "permutation"
+    assert SeparationSpec(method="residual", keying="permutation").keying == "permutation"

@@ -23,7 +23,11 @@ def test_separate_writes_manifest_and_reloads_identical_copies(run_dir):
     out, copies = run_dir
     run = load_run(out)
     m = run.manifest
-    assert m["alpha"] == 0.15 and len(m["permutations"]) == 3
+    assert m["alpha"] == 0.15
+    if m["method"] == "paper":   # each method's own keys: the paper's permutations, our projections
+        assert m["keying"] == "permutation" and len(m["permutations"]) == 3
+    else:
+        assert m["keying"] == "projection" and "projections_sha256" in m
     assert set(m["files"]) == {"base.pt", "tracer_base.pt"}
     assert len(m["accuracy"]["copy_clean_acc"]) == 3
     assert run.stage_done("separate") and not (out / "separate" / "resume" / "base.pt").exists()

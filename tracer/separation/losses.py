@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 TRAP_FORMS = ("abs", "square")
-NOISE_KINDS = ("gaussian", "uniform")
+NOISE_KINDS = ("gaussian", "uniform", "mixture")
 
 
 def noise_sensitive_loss(t_clean: Tensor, t_noisy: Tensor, theta_deg: float = 75.0,
@@ -38,12 +38,46 @@ def vae_loss(recon: Tensor, x: Tensor, mu: Tensor, sigma: Tensor) -> tuple[Tenso
 
 def draw_noise(shape: tuple[int, ...], kind: str, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> Tensor:
-    """Unit-scale noise xi: standard Gaussian, or uniform in [-1, 1], per entry."""
+    """Unit-scale noise xi: standard Gaussian, or uniform in [-1, 1], per entry; or
+    :func:`mixed_noise`."""
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=device)
     if kind == "uniform":
         return torch.rand(shape, generator=generator, device=device) * 2 - 1
+    if kind == "mixture":
+        return mixed_noise(shape, generator, device)
     raise ValueError(f"unknown noise kind {kind!r}; known: {NOISE_KINDS}")
+
+
+# The laws of mixed_noise, as (kind, tile size), drawn with these weights: white noise for
+# minimal attacks (HopSkipJump, Boundary, PGD's steps), the others for those that move in smooth
+# or blocky patterns, which R trained on white noise reads as the image's own structure.
+MIXED_LAWS = (("white", 1), ("smooth", 2), ("smooth", 4), ("tiles", 2), ("tiles", 4))
+MIXED_WEIGHTS = (0.5, 0.125, 0.125, 0.125, 0.125)
+
+
+def mixed_noise(shape: tuple[int, ...], generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu") -> Tensor:
+    """Per image, one law of ``MIXED_LAWS``: white Gaussian; Gaussian drawn at 1/2 or 1/4 of the
+    resolution and upsampled bilinearly (SimBA-DCT's low-frequency bands, QEBA's coarse grid);
+    or random signs constant on 2x2 or 4x4 tiles (Square's patches, Bandits' tiles). Every
+    image's noise has unit mean square, as the Gaussian's has in expectation. Shape [n, C, H, W]."""
+    n, _, h, w = shape
+    law = torch.multinomial(torch.tensor(MIXED_WEIGHTS, device=device), n, replacement=True,
+                            generator=generator)
+    out = torch.empty(shape, device=device)
+    for i, (kind, tile) in enumerate(MIXED_LAWS):
+        rows = (law == i).nonzero().flatten()
+        if not len(rows):
+            continue
+        low = (len(rows), shape[1], -(-h // tile), -(-w // tile))
+        z = torch.randn(low, generator=generator, device=device)
+        if kind == "tiles":
+            z = F.interpolate(z.sign(), scale_factor=tile, mode="nearest")[..., :h, :w]
+        elif tile > 1:
+            z = F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+        out[rows] = z / z.pow(2).flatten(1).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
+    return out
 
 
 def noise_prediction_loss(predicted: Tensor, noise: Tensor) -> Tensor:

@@ -27,9 +27,10 @@ class SeparationSpec:
     num_copies: int = 5
     alpha: float = 0.15          # weight of the tracer in M_i = C + alpha * T_i
     max_agreement: int = 1       # permutations agree pairwise on at most this many positions
-    keying: str = "projection"   # how the tracer's copies differ: projection (residual tracer
+    keying: str | None = None    # how the tracer's copies differ: projection (residual tracer
                                  # only: copy i reads R(x) through its own P_i; any number of
-                                 # copies) or permutation (the paper's, <= K(K-1) copies)
+                                 # copies) or permutation (the paper's, <= K(K-1) copies);
+                                 # None: the method's own (the paper's: permutation)
     reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
                                  # trained the same way (ablations over alpha, gain, copies)
     classifiers: str = "shared"  # tracer: one C for every copy, or "orthogonal": copy i's own C_i
@@ -49,6 +50,8 @@ class SeparationSpec:
             raise ValueError(f"num_copies must be at least 1, got {self.num_copies}")
         if self.classifiers not in CLASSIFIERS:
             raise ValueError(f"unknown classifiers {self.classifiers!r}; known: {CLASSIFIERS}")
+        if self.keying is None:
+            self.keying = "permutation" if self.method == "paper" else "projection"
         if self.keying not in KEYINGS:
             raise ValueError(f"unknown keying {self.keying!r}; known: {KEYINGS}")
         if self.keying == "projection" and self.method == "paper":

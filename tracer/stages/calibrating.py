@@ -139,7 +139,7 @@ def _independent_adversarials(run: Run, data: ImageData, spec: InnocentSpec, nam
     other = IndependentCopies([trainer.classifier("independent.pt", other_seed)],
                               data.num_classes).to(device).eval()
     correct = predict_labels(other.outputs, data.x_test, device=device) == data.y_test[:, None]
-    wanted = spec.num_adversarial
+    wanted = spec.size(name)
     pool = shared_pool(correct, 1, 0, derived_seed(seed, "independent_pool"))[:3 * wanted]
     ev, _ = attack_copy(other, 0, attack, data.x_test, data.y_test, pool, wanted,
                         device=device, progress=progress,
