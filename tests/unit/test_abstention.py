@@ -141,9 +141,13 @@ def test_innocent_evidence_has_no_source_and_the_spec_checks_its_sets():
     from tracer.attacks import AttackSpec
     pgd, square = (AttackSpec(n, t, factory=lambda view: None) for n, t in
                    (("pgd", "whitebox"), ("square", "score")))
-    spec = InnocentSpec(num=30, num_adversarial=8, attacks=[pgd, square])
+    spec = InnocentSpec(num=30, num_adversarial=8, num_adversarial_by_attack={"square": 5},
+                        attacks=[pgd, square])
     assert spec.names() == ["clean", "gaussian", "jpeg", "independent_pgd", "independent_square"]
-    assert [spec.size(k) for k in spec.names()] == [30, 30, 30, 8, 8]
+    assert [spec.size(k) for k in spec.names()] == [30, 30, 30, 8, 5]
+    assert InnocentSpec(attacks=[pgd]).size("independent_pgd") == 2000   # cheap: more of them
+    with pytest.raises(ValueError, match="num_adversarial_by_attack.square must be at least 2"):
+        InnocentSpec(num_adversarial_by_attack={"square": 1})
     assert spec.attack("independent_square") is square
     with pytest.raises(ValueError, match="unknown innocent set 'independent_hsja'"):
         spec.attack("independent_hsja")

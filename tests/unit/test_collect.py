@@ -8,7 +8,7 @@ from tracer.evaluation.collect import (num_copies_rows, find_metrics, main, main
 from tracer.evaluation.paper_figures import paper_clean_acc, paper_trace_acc
 
 
-def _write_run(path, seed, trace_acc, dataset="cifar10", alpha=0.15, method="residual"):
+def _write_run(path, seed, trace_acc, dataset="cifar10", alpha=0.15, method="residual", **extra):
     path.mkdir(parents=True)
     attack = {"success_rate": 1.0, "transfer_rate": 0.1, "trace_acc": trace_acc,
               "trace_acc_transferable": None, "trace_acc_nontransferable": 1.0, "ks_d": 0.8,
@@ -17,7 +17,7 @@ def _write_run(path, seed, trace_acc, dataset="cifar10", alpha=0.15, method="res
     (path / "metrics.json").write_text(json.dumps({
         "dataset": dataset, "model": "resnet18", "method": method, "num_copies": 5,
         "alpha": alpha, "seed": seed, "base_clean_acc": 0.9, "copy_clean_acc": [0.89, 0.9],
-        "attacks": {"hsja": attack}}))
+        "attacks": {"hsja": attack}, **extra}))
 
 
 def test_seeds_of_one_cell_are_averaged_and_the_paper_figure_is_beside_them(tmp_path):
@@ -34,6 +34,18 @@ def test_seeds_of_one_cell_are_averaged_and_the_paper_figure_is_beside_them(tmp_
     assert "| 95.0 ± 5.0 | - | 100.0 | 0.80 | - | - | - | 94.1 | 97.5 |" in md
     assert "0.95" in to_csv(main_columns(), rows).splitlines()[2]
     assert r"\pm" in to_latex(main_columns(), rows)
+
+
+def test_a_variant_of_a_method_is_named_apart_from_its_own_keys(tmp_path):
+    cases = {("residual", "projection", "shared"): "residual",
+             ("residual", "permutation", "shared"): "residual/permutation",
+             ("paper", "permutation", "shared"): "paper",
+             ("residual", "projection", "orthogonal"): "residual/orthogonal",
+             ("residual", "permutation", "orthogonal"): "residual/permutation/orthogonal"}
+    for i, ((method, keying, classifiers), label) in enumerate(cases.items()):
+        _write_run(tmp_path / str(i), 0, 0.9, method=method, keying=keying,
+                   classifiers=classifiers)
+        assert metric_rows(tmp_path / str(i) / "metrics.json")[0]["method"] == label
 
 
 def test_methods_side_by_side_put_a_baseline_in_every_alpha_row(tmp_path):

@@ -40,9 +40,12 @@ def metric_rows(path: Path) -> list[dict]:
         base = {k: m[k] for k in ("dataset", "model", "method", "num_copies", "alpha", "seed",
                                   "base_clean_acc")}
         base["theta_deg"] = m.get("theta_deg")
-        for key, variant in (("keying", "projection"), ("classifiers", "orthogonal")):
-            if m.get(key) == variant:   # a variant of the method: its own column
-                base["method"] += f"/{variant}"
+        # a variant of the method gets its own column: the residual tracer keyed by the paper's
+        # permutations (its own keys are projections), copies with classifiers of their own
+        variants = [v for v, on in (("permutation", m["method"] == "residual"
+                                     and m.get("keying") == "permutation"),
+                                    ("orthogonal", m.get("classifiers") == "orthogonal")) if on]
+        base["method"] += "".join(f"/{v}" for v in variants)
         base["min_copy_clean_acc"] = min(m["copy_clean_acc"])
         return [{**base, "attack": name, "run": str(path.parent), "colluders": a.get("colluders", 1),
                  "adaptive": a.get("adaptive", "none"),
