@@ -45,15 +45,18 @@ def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down
                                   "independent_pgd"}
     calib = json.loads((tiny_run.path / "innocent" / "calibration.json").read_text())
     for name, inn in m["innocent"].items():
-        assert inn["num"] == 40, name
-        # what was asked for: no 20 images show <= 1% at 95% confidence, so none is accused
+        # PGD's set asks for 200, as many as digits' pool of images the independent model
+        # classifies right allows (3 candidates per example asked for: all of them here)
+        assert inn["num"] == 40 or (name == "independent_pgd" and 100 <= inn["num"] <= 200), name
+        held_out = inn["num"] - inn["num"] // 2
+        # what was asked for: no half of < 300 shows <= 1% at 95% confidence, so none is accused
         assert inn["false_accusation_rate_calibration"] == 0.0, name
         assert 0 <= inn["false_accusation_rate"] <= 1, name             # held out: measured
-        assert inn["false_accusation_bound"] == pytest.approx(
-            rate_upper_bound(round(20 * inn["false_accusation_rate"]), 20, 0.95)), name
+        assert inn["false_accusation_bound"] == pytest.approx(rate_upper_bound(
+            round(held_out * inn["false_accusation_rate"]), held_out, 0.95)), name
         # innocent images are stored and traced like evidence, with no source
         ev = tiny_run.load_innocent(name)
-        assert len(ev) == 40 and (ev.source == -1).all()
+        assert len(ev) == inn["num"] and (ev.source == -1).all()
     assert m["abstain_threshold"] == calib["threshold"] and calib["confidence"] == 0.95
     assert len(calib["curve"]) > 2
 
