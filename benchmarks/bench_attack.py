@@ -2,7 +2,7 @@
 in one process, at equal success and equal median L2.
 
     python benchmarks/bench_attack.py [--attacks hsja boundary] [--images 12] [--rounds 2]
-                                      [--epsilon 1.0] [--run RUN_DIR]
+                                      [--epsilon 1.0] [--run RUN_DIR] [--device cpu]
 
 For each attack, on the same images (test images copy 0 classifies correctly) of the same copy:
 
@@ -39,7 +39,7 @@ import tracer
 from tracer import runtime
 from tracer.attacks import ArtAttack
 from tracer.attacks.oracle import HardLabelOracle
-from tracer.config import to_spec
+from tracer.config import resolve_device, to_spec
 from tracer.data import load_dataset
 from tracer.runs import load_run
 
@@ -54,19 +54,21 @@ ART_SETTINGS = {
 }
 
 
-def default_run() -> Path:
+def default_run(device: str) -> Path:
     """The default configuration's copies (C on 20,000 images), separated once under the cache."""
     cfg = tracer.compose("dataset.n_train=20000", "stage=separate", "progress=false",
-                         "separation.train_cache=${paths.cache_dir}/trained")
+                         "separation.train_cache=${paths.cache_dir}/trained", f"device={device}")
     out = Path(cfg.paths.cache_dir) / "bench" / "fashion_mnist_separate"
     tracer.run(cfg, out)
     return out
 
 
-def attack_images(copy, data, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` test images (seeded draw) that the copy classifies correctly, and their labels."""
+def attack_images(copy, data, n: int, device: str,
+                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` test images (seeded draw) that the copy classifies correctly, and their labels, on
+    ``device``."""
     order = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))
-    x, y = data.x_test[order[:4 * n]], data.y_test[order[:4 * n]]
+    x, y = data.x_test[order[:4 * n]].to(device), data.y_test[order[:4 * n]].to(device)
     with torch.no_grad():
         ok = (copy(x).argmax(1) == y).nonzero().flatten()[:n]
     return x[ok], y[ok]
@@ -80,14 +82,22 @@ def ours(name: str, oracle: HardLabelOracle):
 
 def measure(attack, copy, x, y, epsilon: float) -> dict:
     """One attack on one round's images: seconds, which images it fooled within epsilon, L2."""
+    synchronize(x.device)
     start = time.perf_counter()
     x_adv = attack.perturb(x, y)
+    synchronize(x.device)
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        fooled = copy(x_adv).argmax(1) != y
-    l2 = (x_adv - x).flatten(1).norm(dim=1)
+        fooled = (copy(x_adv).argmax(1) != y).cpu()
+    l2 = (x_adv - x).flatten(1).norm(dim=1).cpu()
     return {"seconds": seconds, "fooled": fooled, "l2": l2,
             "queries": int(attack.last_queries.sum())}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a timer brackets the attack's own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def joined(rows: list[dict]) -> dict:
@@ -131,21 +141,25 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--query-batch", type=int, default=32, help="rows per model call of ART's")
     ap.add_argument("--run", help="a run directory whose copy 0 to attack")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     runtime.keep_heap()   # for ART and ours alike
+    runtime.exact_float32()
     np.random.seed(0)   # ART's adapter draws its seed from numpy's global generator
-    run = load_run(args.run or default_run())
+    run = load_run(args.run or default_run(device))
     spec = to_spec(tracer.compose(f"dataset={run.manifest['dataset']}"))
     data = load_dataset(spec.data.name, n_train=1000, n_test=None)
-    copy = run.load_copies().copy(0).eval()
-    x, y = attack_images(copy, data, args.images * args.rounds + 2)
+    copy = run.load_copies(device).copy(0).eval()
+    x, y = attack_images(copy, data, args.images * args.rounds + 2, device)
     (warm_x, x), (warm_y, y) = (x[-2:], x[:-2]), (y[-2:], y[:-2])
     print(f"{len(x)} {data.name} images in {args.rounds} rounds, copy 0 of {run.path}, "
-          f"{torch.get_num_threads()} threads, success: fools the copy within L2 {args.epsilon}")
+          f"{device}, {torch.get_num_threads()} threads, "
+          f"success: fools the copy within L2 {args.epsilon}")
 
     def oracle():
-        return HardLabelOracle(copy, data.num_classes, budget=BUDGET)
+        return HardLabelOracle(copy, data.num_classes, device, budget=BUDGET)
 
     ratios = {}
     for name in args.attacks:

@@ -34,6 +34,7 @@ def run(cfg: DictConfig, out: str | Path, named: tuple[str, ...] = ()) -> Run:
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}; choose one of {STAGES}")
     runtime.keep_heap()
+    runtime.exact_float32()
     if cfg.evidence.get("shard") is not None and cfg.stage != "attack":
         raise ValueError("evidence.shard=j attacks one image range of an existing run: it needs "
                          "stage=attack (and hydra.run.dir=<run>, or in a multirun "

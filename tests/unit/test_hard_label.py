@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tracer.attacks.boundary import BatchedBoundary
-from tracer.attacks.hard_label import _rank_within_owner
+from tracer.attacks.hard_label import SETTLE, HardLabelSearch, _rank_within_owner
 from tracer.attacks.hsja import BatchedHopSkipJump
 from tracer.attacks.oracle import HardLabelOracle
 
@@ -33,3 +33,41 @@ def test_image_without_adversarial_start_comes_back_unchanged(attack):
 def test_rank_within_owner():
     owner = torch.tensor([3, 1, 3, 3, 1, 0])
     assert _rank_within_owner(owner).tolist() == [0, 0, 1, 2, 1, 0]
+
+
+class _OnTheBoundary(HardLabelSearch):
+    """Answers exactly on the linear model's boundary, where float error decides the label."""
+
+    def _run(self, x, gen):
+        w = self.oracle._model.w
+        s = (x.flatten(1) - self.oracle._model.c) @ w
+        return x - (s / w.norm() ** 2).view(-1, 1, 1, 1) * w.view(1, 1, 8, 8)
+
+
+def test_answers_end_settled_beyond_the_boundary_at_one_query_each():
+    model, x, dist = linear_case(n=4)
+    y = torch.zeros(4, dtype=torch.long)
+    attack = _OnTheBoundary(HardLabelOracle(model, 2))
+    out = attack.perturb(x, y)
+    # on the boundary both logits are 0 and argmax names the clean class 0: not adversarial
+    assert (model(out).argmax(1) == 1).all()
+    assert torch.allclose((out - x).flatten(1).norm(dim=1), (1 + SETTLE) * dist, rtol=1e-4)
+    assert attack.last_queries.tolist() == [1, 1, 1, 1]
+
+
+def test_settling_keeps_the_answer_where_further_out_no_longer_fools():
+    class Band(Linear2):   # class 1 only in a thin band: beyond it, class 0 again
+        def forward(self, x):
+            s = (x.flatten(1) - self.c) @ self.w
+            inside = (s > 0) & (s < 1e-4)
+            return torch.stack([(~inside).float(), inside.float()], dim=1)
+
+    model, x, _ = linear_case(n=2)
+    w = model.w.view(1, 1, 8, 8)
+    adv = x - (((x.flatten(1) - 0.5) @ model.w - 5e-5) / model.w.norm() ** 2).view(-1, 1, 1, 1) * w
+    band = Band(model.w)
+    assert (band(adv).argmax(1) == 1).all()
+    attack = HardLabelSearch(HardLabelOracle(band, 2))
+    attack._queries, attack._y = torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+    assert torch.equal(attack._settled(x, adv.clone()), adv)
+    assert attack._queries.tolist() == [1, 1]

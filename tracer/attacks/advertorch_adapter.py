@@ -49,6 +49,12 @@ class AdvertorchAttack:
         """Shape: x [n, C, H, W] in [0, 1]; y [n] -> x_adv like x (detached).
         A batch that runs out of budget comes back unchanged (every image a failure)."""
         self.view.reset(len(x))
+        # advertorch makes some work tensors on torch's default device (FAB's projections index
+        # CPU tensors with the inputs' indices): make that the inputs' device
+        with torch.device(x.device):
+            return self._perturb(x, y)
+
+    def _perturb(self, x: Tensor, y: Tensor | None) -> Tensor:
         try:
             if isinstance(self.view, WhiteBoxModel):
                 from advertorch.context import ctx_noparamgrad_and_eval
@@ -59,7 +65,7 @@ class AdvertorchAttack:
         except QueryBudgetExceeded:
             x_adv = x
         self.last_queries = torch.full((len(x),), self.view.queries // max(1, len(x)),
-                                       dtype=torch.long)
+                                       dtype=torch.long, device="cpu")
         return x_adv.detach().clamp(0.0, 1.0)
 
     def __repr__(self) -> str:

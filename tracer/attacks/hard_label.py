@@ -8,6 +8,11 @@ from torch import Tensor
 from tracer.attacks.oracle import HardLabelOracle
 from tracer.seeding import derived_seed
 
+# An answer within float error of the boundary fools the copy in one batch layout and not in
+# another (another batch size, another device): each image's answer ends this share further out
+# along its own perturbation, where one query confirms that it still fools the copy there.
+SETTLE = 1e-3
+
 
 class HardLabelSearch:
     """Base of the batched hard-label attacks; subclasses write ``_run(x, gen) -> x_adv``.
@@ -36,9 +41,20 @@ class HardLabelSearch:
         if y is None:
             self._queries += 1
         gen = torch.Generator(device=x.device).manual_seed(derived_seed(self.seed, "hard_label"))
-        out = self._run(x, gen)
+        out = self._settled(x, self._run(x, gen).clamp(0.0, 1.0))
         self.last_queries = self._queries.clone()
-        return out.clamp(0.0, 1.0)
+        return out
+
+    def _settled(self, x: Tensor, adv: Tensor) -> Tensor:
+        """``adv`` moved ``SETTLE`` further from ``x`` where that still fools the copy."""
+        moved = (adv != x).flatten(1).any(dim=1).nonzero().flatten()
+        if len(moved) == 0:
+            return adv
+        further = blend(x[moved], adv[moved],
+                        torch.full((len(moved),), 1 + SETTLE, device=x.device)).clamp(0.0, 1.0)
+        ok = self._is_adv(further, moved)
+        adv[moved[ok]] = further[ok]
+        return adv
 
     def _run(self, x: Tensor, gen: torch.Generator) -> Tensor:
         raise NotImplementedError
