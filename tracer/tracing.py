@@ -24,6 +24,12 @@ the others that were tried):
   that moved C too, where no copy disagrees with C, is read as well as a minimal one. With
   permutation keys every copy's rows are the same K values and the minimum is the same for all:
   the rule would read only the label row, so these keys do not offer it.
+- ``spread_disagree`` (ours, offered with projection keys): ``debiased_spread``'s values; where
+  no copy's spread stands out (none reaches ``SPREAD_GATE`` times the copies' median spread on
+  the example, what an unrelated key reads), only the copies that disagree with their classifier
+  are eligible, if any does. A score-based attack that stays near the boundary (SimBA, Square)
+  leaves a weak spread but often crosses only its own copy's boundary; a strong spread (a deep
+  attack that moved C too, where other copies may disagree by chance) decides alone.
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
   Far past C's boundary (white-box attacks) tanh saturates and DOL loses what these still show.
@@ -185,6 +191,19 @@ def _debiased_spread(obs: Observation) -> Scores:
     return Scores(obs.spread)
 
 
+# The top copy's spread must reach this many times the median copy's before it decides alone
+# (docs/method.md section 8: 3 kept PGD's top-1 at 99.5% and lifted SimBA's from 43% to 74.5%).
+SPREAD_GATE = 3.0
+
+
+def _spread_disagree(obs: Observation) -> Scores:
+    spread = _debiased_spread(obs).value
+    disagree = obs.labels != obs.base_labels
+    strong = spread >= SPREAD_GATE * spread.median(dim=1, keepdim=True).values
+    weak = ~strong.any(dim=1, keepdim=True)
+    return Scores(spread, strong | (disagree & weak) | (weak & ~disagree.any(dim=1, keepdim=True)))
+
+
 def _logit_dol_label(obs: Observation) -> Scores:
     if obs.logit_dol_label is None:
         raise ValueError("scorer logit_dol_label needs the evidence's clean labels")
@@ -193,7 +212,7 @@ def _logit_dol_label(obs: Observation) -> Scores:
 
 SCORERS: dict[str, Callable[[Observation], Scores]] = {
     "dol": _dol, "debiased_disagree": _debiased_disagree, "debiased_spread": _debiased_spread,
-    "logit_dol_label": _logit_dol_label}
+    "spread_disagree": _spread_disagree, "logit_dol_label": _logit_dol_label}
 
 
 def score(obs: Observation, scorer: str = "dol") -> Scores:

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from tracer.tracing import (Observation, Scores, dol_from_outputs, logit_dol_from_outputs, named,
-                            outranks, score, scored, spread_from_outputs, verdict)
+from tracer.tracing import (SPREAD_GATE, Observation, Scores, dol_from_outputs,
+                            logit_dol_from_outputs, named, outranks, score, scored,
+                            spread_from_outputs, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -192,10 +193,30 @@ def test_spread_names_the_copy_whose_rows_a_deep_attack_moved_when_every_copy_ag
     assert hits >= 48
 
 
+def test_spread_disagree_reads_the_disagreeing_copies_only_where_no_spread_stands_out():
+    # median spread 0.20 in each example, so a spread stands out from 3 x 0.20 = 0.60 on
+    # example 0: none stands out and copy 2 alone disagrees with C: only copy 2 is eligible
+    # example 1: none stands out and nobody disagrees: every copy is, the spread decides
+    # example 2: copy 0's spread stands out (a deep attack): it decides, though copy 2 disagrees
+    obs = Observation(dol=torch.zeros(3, 3),
+                      labels=torch.tensor([[4, 4, 7], [4, 4, 4], [4, 4, 7]]),
+                      base_labels=torch.full((3, 3), 4), debiased=torch.zeros(3, 3),
+                      spread=torch.tensor([[0.30, 0.10, 0.20], [0.10, 0.40, 0.20],
+                                           [0.90, 0.10, 0.20]]))
+    s = score(obs, "spread_disagree")
+    assert SPREAD_GATE == 3.0
+    assert s.eligible.tolist() == [[False, False, True], [True, True, True], [True, False, False]]
+    assert torch.equal(s.value, obs.spread)
+    assert named(s).tolist() == [2, 1, 0]
+    assert named(score(obs, "debiased_spread")).tolist() == [0, 1, 0]
+    assert named(s, abstain_below=0.25).tolist() == [-1, 1, 0]   # the eligible copy 2 reads 0.20
+
+
 def test_only_projection_keys_offer_the_spread():
     from conftest import tiny_copies
     perm, proj = tiny_copies(keying="permutation"), tiny_copies(keying="projection")
     assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "debiased_spread"
+    assert "spread_disagree" not in perm.scorers and "spread_disagree" in proj.scorers
     x = torch.rand(5, 1, 8, 8)
     assert perm.observe(x).spread is None
     with pytest.raises(ValueError, match="debiased_spread needs the residual tracer with "

@@ -136,8 +136,9 @@ class TracerCopies(nn.Module):
         """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch (the
         debiased residual's alignment too, where ``scorers`` offer it). ``clean_labels`` [n]
         (optional): what each image shows, for ``logit_dol_label``."""
-        want_debiased = bool({"debiased_disagree", "debiased_spread"} & set(self.scorers))
-        want_spread = "debiased_spread" in self.scorers
+        want_debiased = bool({"debiased_disagree", "debiased_spread", "spread_disagree"}
+                             & set(self.scorers))
+        want_spread = bool({"debiased_spread", "spread_disagree"} & set(self.scorers))
         cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "label",
                                                          "debiased", "spread")}
         for idx in batches(len(x), batch_size):
@@ -217,7 +218,8 @@ class ProjectedCopies(TracerCopies):
         if projections.ndim != 3:
             raise ValueError("projections must be [num_copies, num_classes, input size]")
         self.register_buffer("projections", projections.float().clone())
-        self.scorers = ("debiased_spread", *self.scorers)   # tracer.tracing: why these keys
+        # tracer.tracing: why these keys
+        self.scorers = ("debiased_spread", "spread_disagree", *self.scorers)
 
     @property
     def num_copies(self) -> int:
