@@ -7,10 +7,10 @@ where TF32's error decides them by the batch (and so the algorithm) a query land
 compares scores across copies: :func:`exact_float32` turns TF32 off for the whole process
 (README, "On a GPU", has what was measured with and without it).
 
-On the CPU, glibc serves every allocation above its mmap threshold (128 KiB at first, adjusted up to 32 MiB)
-with a fresh ``mmap`` and returns it to the system on free, so each forward pass over a batch
-whose activations exceed it pays page faults anew: a copy's forward pass over 160 images ran at
-2,200-3,800 images per second on 2 cores, 5,600-6,400 with the heap kept (see
+On the CPU, glibc serves every allocation above its mmap threshold (128 KiB at first, adjusted
+up to 32 MiB) with a fresh ``mmap`` and returns it to the system on free, so each forward pass
+over a batch whose activations exceed it pays page faults anew: a copy's forward pass over 160
+images ran at 2,200-3,800 images per second on 2 cores, 5,600-6,400 with the heap kept (see
 benchmarks/bench_attack.py). Keeping freed memory in the heap costs at most the peak of one
 batch's activations. On other C libraries (macOS, musl) nothing is changed.
 """

@@ -201,7 +201,7 @@ def _spread_disagree(obs: Observation) -> Scores:
     disagree = obs.labels != obs.base_labels
     strong = spread >= SPREAD_GATE * spread.median(dim=1, keepdim=True).values
     weak = ~strong.any(dim=1, keepdim=True)
-    return Scores(spread, strong | (disagree & weak) | (weak & ~disagree.any(dim=1, keepdim=True)))
+    return Scores(spread, strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True)))
 
 
 def _logit_dol_label(obs: Observation) -> Scores:

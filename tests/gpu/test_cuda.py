@@ -69,8 +69,8 @@ def test_every_attack_of_the_zoo_succeeds_on_the_device(run, spec):
     pool = correct.nonzero().flatten()[:6]
     ev, tried = attack_copy(copies, 1, spec, data.x_test, data.y_test, pool, 2, device=DEVICE,
                             progress=False)
-    # on the CPU each attack fooled copy 1 on 3 to 8 of these images (Bandits' and Sign-OPT's
-    # budgets run out on the rest); on the device its draws differ, so one success is asked for
+    # on the CPU each attack fooled copy 1 on 3 to 8 of 8 such images (Bandits' and Sign-OPT's
+    # budgets ran out on the rest); on the device its draws differ, so one success is asked for
     assert len(ev) >= 1, (spec.name, len(ev), tried)
     assert ev.x.device.type == "cpu" and 0 <= ev.x.min() and ev.x.max() <= 1
     assert (predict_labels(copies.copy(1), ev.x, device=DEVICE) != ev.y_true).all()

@@ -136,9 +136,8 @@ class TracerCopies(nn.Module):
         """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch (the
         debiased residual's alignment too, where ``scorers`` offer it). ``clean_labels`` [n]
         (optional): what each image shows, for ``logit_dol_label``."""
-        want_debiased = bool({"debiased_disagree", "debiased_spread", "spread_disagree"}
-                             & set(self.scorers))
         want_spread = bool({"debiased_spread", "spread_disagree"} & set(self.scorers))
+        want_debiased = want_spread or "debiased_disagree" in self.scorers
         cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "label",
                                                          "debiased", "spread")}
         for idx in batches(len(x), batch_size):
