@@ -17,8 +17,9 @@ torch.set_num_threads(2)
 
 
 def tiny_copies(num_copies: int = 3, method: str = "residual", alpha: float = 0.15,
-                seed: int = 0, keying: str = "permutation"):
-    """Untrained tracer copies on 8x8 images: the residual tracer, or the paper's VAE one."""
+                seed: int = 0, keying: str = "permutation", unsold: int = 0):
+    """Untrained tracer copies on 8x8 images: the residual tracer, or the paper's VAE one;
+    ``unsold`` projection keys for the key test."""
     torch.manual_seed(seed)
     inp = InputSpec([1, 8, 8], 10, [0.3], [0.3])
     base = build_base(ModelSpec("small_cnn", {"width": 4, "hidden": 16}), inp)
@@ -27,7 +28,9 @@ def tiny_copies(num_copies: int = 3, method: str = "residual", alpha: float = 0.
         if method == "residual" else VAETracer(10, 1, 8, [0.3], [0.3], width=4).base_tracer
     keys = random_projections(num_copies, 10, 64, seed=seed) if keying == "projection" \
         else make_permutations(10, num_copies, seed=seed)
-    return build_copies(base, tracer, keys, alpha, spec).eval()
+    spare = random_projections(unsold, 10, 64, seed=seed, purpose="unsold_key") if unsold \
+        else None
+    return build_copies(base, tracer, keys, alpha, spec, unsold=spare).eval()
 
 
 @pytest.fixture

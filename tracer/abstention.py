@@ -64,8 +64,8 @@ def allowed_accusations(n: int, max_rate: float, confidence: float | None = None
 def choose_threshold(innocent: dict[str, Scores], max_false_accusation: float,
                      confidence: float | None = None) -> float | None:
     """The smallest threshold at which tracer names a copy on at most a ``max_false_accusation``
-    share of every innocent set (with ``confidence``, see ``allowed_accusations``); None when no
-    threshold is needed."""
+    share of every innocent set (with ``confidence``, see ``allowed_accusations``); -inf when no
+    score bound is needed (a verdict still abstains on an ineligible, untested or tied top)."""
     if not 0 <= max_false_accusation < 1:
         raise ValueError(f"max_false_accusation must be in [0, 1), got {max_false_accusation}")
     threshold = -math.inf
@@ -80,7 +80,7 @@ def choose_threshold(innocent: dict[str, Scores], max_false_accusation: float,
             # just above the (allowed + 1)-th highest accusing score, in the scores' precision
             above = torch.nextafter(tops[allowed], torch.tensor(math.inf, dtype=tops.dtype))
             threshold = max(threshold, float(above))
-    return threshold if math.isfinite(threshold) else None
+    return threshold
 
 
 def halves(n: int, seed: int = 0) -> tuple[Tensor, Tensor]:

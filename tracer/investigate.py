@@ -8,6 +8,8 @@ densities fitted on the run's own evidence (tracer.confidence). Files are read a
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,6 +103,7 @@ class Investigator:
         self.run = run
         self.calibration = read_json(run.calibration_path)
         self.scorer = self.calibration["scorer"]
+        # null: no score bound, but a verdict still needs a nameable top (tracer.tracing.verdict)
         self.threshold = self.calibration["threshold"]
         self.copies = run.load_copies()
         self.shape = tuple(run.manifest["input"]["shape"])
@@ -131,16 +134,21 @@ class Investigator:
         x = read_image(path, self.shape).unsqueeze(0)
         scores = self._scores(x, None)
         order = scores.order()[0]
-        verdict = int(named(scores, self.threshold)[0])
+        bound = -math.inf if self.threshold is None else self.threshold
+        verdict = int(named(scores, bound)[0])
         elig = scores.eligibility()[0]
         cands = [{"copy": int(i), "score": float(scores.value[0, i]), "eligible": bool(elig[i])}
                  for i in order]
+        if scores.vouched is not None:
+            for c in cands:
+                c["beats_unsold_keys"] = bool(scores.vouched[0, c["copy"]])
         top = cands[0]
         reason = ""
         if verdict < 0:
             tied = scores.top()[3][0]
             reason = ("tie at the top" if tied else "no eligible candidate" if not top["eligible"]
-                      else "below the threshold")
+                      else "an unsold key reads the evidence as well (key test)"
+                      if not top.get("beats_unsold_keys", True) else "below the threshold")
         confidence = None
         if verdict >= 0 and self._densities is not None:
             confidence = float(self._densities.posterior(scores)[0, verdict])

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from tracer import distributed
 from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
 from tracer.io import IntegrityError, check_sha256, load_npy, load_weights, save_npy, tensor_sha256
+from tracer.models.common_directions import NUM_IMAGES, common_directions
 from tracer.models.copies import random_projections
 from tracer.models.factory import InputSpec, ModelSpec, TracerSpec, build_base, build_copies
 from tracer.models.residual import ResidualTracer
@@ -154,10 +155,16 @@ def _tracer_method(name: str, make_tracer, train_tracer) -> Method:
                                                          checkpoint=ckpt, progress=t.progress))
         extra = {"tracer": asdict(spec.tracer), "alpha": spec.alpha, "keying": spec.keying,
                  "classifiers": spec.classifiers}
+        unsold = common = None
         if spec.keying == "projection":
             keys = random_projections(spec.num_copies, d.num_classes, int(np.prod(d.shape)),
                                       seed=t.seed)
             extra.update(projection_seed=t.seed, projections_sha256=tensor_sha256(keys))
+            num_unsold = spec.unsold_keys if spec.classifiers == "shared" else 0
+            unsold = _unsold_keys(num_unsold, keys.shape, t.seed)
+            extra["unsold_keys"] = num_unsold
+            common = _made_common_directions(t, trained.base_tracer, keys.shape[2])
+            extra["common_directions"] = 0 if common is None else common.shape[1]
         else:
             keys = make_permutations(d.num_classes, spec.num_copies, seed=t.seed,
                                      max_agreement=spec.max_agreement)
@@ -167,7 +174,7 @@ def _tracer_method(name: str, make_tracer, train_tracer) -> Method:
             classifiers = _orthogonal_classifiers(t)
             extra["orthogonal_weight"] = spec.orthogonal_weight
         return build_copies(t.base, trained.base_tracer, keys, spec.alpha, spec.tracer,
-                            classifiers), extra
+                            classifiers, unsold, common), extra
 
     def load(s: Stored) -> CopySet:
         inp, model = s.specs()
@@ -178,10 +185,64 @@ def _tracer_method(name: str, make_tracer, train_tracer) -> Method:
         if s.manifest.get("classifiers") == "orthogonal":
             classifiers = s.weights_into(nn.ModuleList(
                 [build_base(model, inp) for _ in range(s.num_copies)]), "classifiers.pt")
-        return build_copies(base, trained.base_tracer, _keys(s, inp), s.field(lambda m: m["alpha"]),
-                            tracer_spec, classifiers)
+        keys = _keys(s, inp)
+        unsold = common = None
+        if keys.ndim == 3:
+            if classifiers is None:
+                unsold = _unsold_keys(s.field(_num_unsold), keys.shape,
+                                      s.field(lambda m: int(m["projection_seed"])))
+            common = _stored_common_directions(s, keys.shape[2])
+        return build_copies(base, trained.base_tracer, keys, s.field(lambda m: m["alpha"]),
+                            tracer_spec, classifiers, unsold, common)
 
     return Method(name, build, load)
+
+
+COMMON_DIRECTIONS_FILE = "common_directions.npy"
+
+
+def _made_common_directions(t: Trainer, tracer: nn.Module, size: int) -> Tensor | None:
+    """The directions tracing removes (tracer.models.common_directions), ``common_share`` of the
+    residual's ``size``, found on the training images and kept in ``separate/``; None where the
+    spec asks for none."""
+    num = round(t.spec.common_share * size)
+    if not num:
+        return None
+    found = common_directions(tracer.to(t.device), t.data.x_train[:NUM_IMAGES], num,
+                              seed=derived_seed(t.seed, "common_directions"))
+    if distributed.is_main():
+        save_npy(t.where / COMMON_DIRECTIONS_FILE, found.numpy())
+    t.files.append(COMMON_DIRECTIONS_FILE)
+    return found
+
+
+def _stored_common_directions(s: Stored, size: int) -> Tensor | None:
+    """The run's common directions [size, k], sha256-checked; None where it has none (made
+    with common_directions=0, or before they existed)."""
+    num = s.field(lambda m: int(m.get("common_directions", 0)))
+    if not num:
+        return None
+    if COMMON_DIRECTIONS_FILE not in s.field(lambda m: m["files"]):
+        raise IntegrityError(f"{s.where}: lists no sha256 for {COMMON_DIRECTIONS_FILE}")
+    arr = s.array(COMMON_DIRECTIONS_FILE)
+    if arr.dtype != np.float32 or arr.shape != (size, num):
+        raise IntegrityError(f"{s.where}: {COMMON_DIRECTIONS_FILE} must be float32 "
+                             f"[{size}, {num}], got {arr.dtype} {list(arr.shape)}")
+    return torch.from_numpy(arr)
+
+
+def _num_unsold(manifest: dict) -> int:
+    # a run made before the key test says nothing: it gets the default's unsold keys
+    num = int(manifest.get("unsold_keys", SeparationSpec.unsold_keys))
+    if num < 0:
+        raise ValueError(f"unsold_keys {num} < 0")
+    return num
+
+
+def _unsold_keys(num: int, sold_shape: torch.Size, seed: int) -> Tensor | None:
+    """The key test's ``num`` unsold projection keys, drawn as the sold ones are (None for 0)."""
+    _, k, d = sold_shape
+    return random_projections(num, k, d, seed=seed, purpose="unsold_key") if num else None
 
 
 def _keys(s: Stored, inp: InputSpec) -> Tensor:

@@ -32,6 +32,8 @@ from tracer.tracing import Scores
 
 # 2: methods named as tracer.methods names them (1 named the tracer's two "tracer")
 MANIFEST_FORMAT = 2
+# the boolean [n, m] masks of Scores that a trace directory keeps beside scores.npy
+SCORE_MASKS = ("eligible", "vouched")
 
 
 class Run:
@@ -164,24 +166,27 @@ class Run:
 
     def save_scores(self, name: str, scores: Scores) -> None:
         """The verdict scorer's scores: ``scores.npy`` and, where the scorer has them,
-        ``eligible.npy``."""
+        ``eligible.npy`` and ``vouched.npy`` (the key test's passes)."""
         self.save_trace_array(name, "scores", scores.value)
-        eligible = self.trace_dir(name) / "eligible.npy"
-        if scores.eligible is not None:
-            save_npy(eligible, scores.eligible.numpy())
-        else:
-            eligible.unlink(missing_ok=True)
+        for mask in SCORE_MASKS:
+            path = self.trace_dir(name) / f"{mask}.npy"
+            if getattr(scores, mask) is not None:
+                save_npy(path, getattr(scores, mask).numpy())
+            else:
+                path.unlink(missing_ok=True)
 
     def load_scores(self, name: str) -> Scores:
         value = self.load_trace_array(name, "scores")
-        path = self.trace_dir(name) / "eligible.npy"
-        if not path.is_file():
-            return Scores(value)
-        eligible = load_npy(path)
-        if eligible.dtype != np.bool_ or eligible.shape != tuple(value.shape):
-            raise IntegrityError(f"{path}: expected {tuple(value.shape)} booleans, got "
-                                 f"{eligible.shape} {eligible.dtype}")
-        return Scores(value, torch.from_numpy(eligible))
+        masks = {}
+        for mask in SCORE_MASKS:
+            path = self.trace_dir(name) / f"{mask}.npy"
+            if path.is_file():
+                arr = load_npy(path)
+                if arr.dtype != np.bool_ or arr.shape != tuple(value.shape):
+                    raise IntegrityError(f"{path}: expected {tuple(value.shape)} booleans, got "
+                                         f"{arr.shape} {arr.dtype}")
+                masks[mask] = torch.from_numpy(arr)
+        return Scores(value, **masks)
 
 
 def load_run(path: str | Path) -> Run:

@@ -33,6 +33,13 @@ the others that were tried):
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
   Far past C's boundary (white-box attacks) tanh saturates and DOL loses what these still show.
+
+The key test (both spread scorers): a copy may be named only if its spread beats that of every
+one of the vendor's *unsold* keys, drawn like the sold ones, on the same example. A copy that is
+not the source has a key the attack never saw, so on any evidence (any attack, any innocent
+input) its spread is exchangeable with the unsold keys': it beats all M of them with chance at
+most 1/(M + 1), and some wrong copy passes with chance at most (m - 1)/(M + 1) over the draw of
+the keys, whatever the calibration sets held (docs/method.md section 8).
 """
 from __future__ import annotations
 
@@ -45,18 +52,24 @@ from torch import Tensor
 
 @dataclass
 class Scores:
-    """Every candidate's score on each example. Shape: value, eligible [n, m].
+    """Every candidate's score on each example. Shape: value, eligible, vouched [n, m].
 
     ``eligible`` None: every candidate is. Candidates rank by (eligible, value), eligible first.
+    ``vouched``: whether the candidate passes the key test (its score beats every unsold key's);
+    it does not change the rank, only whether a verdict may name the candidate. None: no key
+    test.
     """
     value: Tensor
     eligible: Tensor | None = None
+    vouched: Tensor | None = None
 
     def __post_init__(self):
         if self.value.ndim != 2:
             raise ValueError(f"scores must be [n, m], got shape {tuple(self.value.shape)}")
-        if self.eligible is not None and self.eligible.shape != self.value.shape:
-            raise ValueError("eligible must have the scores' shape")
+        for name in ("eligible", "vouched"):
+            mask = getattr(self, name)
+            if mask is not None and mask.shape != self.value.shape:
+                raise ValueError(f"{name} must have the scores' shape")
 
     def __len__(self) -> int:
         return len(self.value)
@@ -72,17 +85,22 @@ class Scores:
 
     def select(self, rows: Tensor) -> "Scores":
         """The examples ``rows`` (a bool mask or indices)."""
-        return Scores(self.value[rows], None if self.eligible is None else self.eligible[rows])
+        return Scores(self.value[rows], *(None if m is None else m[rows]
+                                          for m in (self.eligible, self.vouched)))
 
     def top(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Per example: the top-ranked candidate, its value, whether it is eligible, and whether
-        another candidate ties it. Shape: -> 4 x [n]."""
+        """Per example: the top-ranked candidate, its value, whether a verdict may name it
+        (eligible, and vouched where there is a key test), and whether another candidate ties
+        it. Shape: -> 4 x [n]."""
         elig = self.eligibility()
         any_eligible = elig.any(dim=1, keepdim=True)
         pool = self.value.masked_fill(~(elig | ~any_eligible), -torch.inf)
         value, index = pool.max(dim=1)
         tied = (pool == value.unsqueeze(1)).sum(dim=1) > 1
-        return index, value, any_eligible.squeeze(1), tied
+        nameable = any_eligible.squeeze(1)
+        if self.vouched is not None:
+            nameable = nameable & self.vouched.gather(1, index.unsqueeze(1)).squeeze(1)
+        return index, value, nameable, tied
 
     def order(self) -> Tensor:
         """Candidates from first to last in rank, per example: [n, m] indices."""
@@ -99,11 +117,11 @@ class Scores:
         return (outranks(elig, self.value, e, v) | ((elig == e) & (self.value == v))).sum(1) - 1
 
     def mean(self) -> "Scores":
-        """One row from all: each candidate's mean value, eligible where it was on at least half
-        of the examples (k examples known to share a source, scored together)."""
-        elig = None if self.eligible is None else \
-            self.eligible.float().mean(dim=0, keepdim=True) >= 0.5
-        return Scores(self.value.mean(dim=0, keepdim=True), elig)
+        """One row from all: each candidate's mean value, eligible (vouched) where it was on at
+        least half of the examples (k examples known to share a source, scored together)."""
+        elig, vouched = (None if m is None else m.float().mean(dim=0, keepdim=True) >= 0.5
+                         for m in (self.eligible, self.vouched))
+        return Scores(self.value.mean(dim=0, keepdim=True), elig, vouched)
 
 
 def outranks(e_a: Tensor, v_a: Tensor, e_b: Tensor, v_b: Tensor) -> Tensor:
@@ -116,9 +134,11 @@ class Observation:
     """What one pass of C and T_0 over the evidence tells about every candidate.
 
     Shape: dol, labels, base_labels, logit_dol_label, debiased, spread [n, m] (base_labels: the
-    label of each copy's classifier alone, C's or its own C_i's). ``logit_dol_label`` is None
-    unless the clean labels were given, ``debiased`` and ``spread`` unless the tracer is the
-    residual one (``spread`` also unless the keys are projections).
+    label of each copy's classifier alone, C's or its own C_i's); unsold_spread [n].
+    ``logit_dol_label`` is None unless the clean labels were given, ``debiased`` and ``spread``
+    unless the tracer is the residual one (``spread`` also unless the keys are projections).
+    ``unsold_spread``: the largest spread any unsold key reads on the example, for the key test;
+    None without unsold keys.
     """
     dol: Tensor
     labels: Tensor
@@ -126,6 +146,7 @@ class Observation:
     logit_dol_label: Tensor | None = None
     debiased: Tensor | None = None
     spread: Tensor | None = None
+    unsold_spread: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -188,7 +209,12 @@ def _debiased_spread(obs: Observation) -> Scores:
     if obs.spread is None:
         raise ValueError("scorer debiased_spread needs the residual tracer with projection keys "
                          "(separation.keying=projection)")
-    return Scores(obs.spread)
+    return Scores(obs.spread, vouched=_key_test(obs))
+
+
+def _key_test(obs: Observation) -> Tensor | None:
+    """Which copies' spread beats every unsold key's (strictly: a tie is not evidence)."""
+    return None if obs.unsold_spread is None else obs.spread > obs.unsold_spread.unsqueeze(1)
 
 
 # The top copy's spread must reach this many times the median copy's before it decides alone
@@ -201,7 +227,8 @@ def _spread_disagree(obs: Observation) -> Scores:
     disagree = obs.labels != obs.base_labels
     strong = spread >= SPREAD_GATE * spread.median(dim=1, keepdim=True).values
     weak = ~strong.any(dim=1, keepdim=True)
-    return Scores(spread, strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True)))
+    return Scores(spread, strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True)),
+                  _key_test(obs))
 
 
 def _logit_dol_label(obs: Observation) -> Scores:
@@ -245,8 +272,9 @@ def scored(obs: Observation, scorers: tuple[str, ...]) -> Scored:
 def verdict(scores: Scores, abstain_below: float | None = None) -> tuple[Tensor, Tensor]:
     """The top-ranked candidate per example, and whether tracer abstains: when two or more
     candidates share the top rank (DOL cannot tell them apart, and naming the lower index would
-    favour copy 0), or, with a threshold ``abstain_below`` (None: none), when the top candidate
-    is not eligible or its value is below the threshold.
+    favour copy 0), or, with a threshold ``abstain_below`` (None: none, the top-1 reading; -inf:
+    no score bound, but a verdict still), when the top candidate is not eligible, fails the key
+    test, or its value is below the threshold.
 
     Shape: -> (index [n], abstained [n] bool).
     """

@@ -1,5 +1,6 @@
 """The tiny configuration end to end: digits, 3 copies, real attacks, every metrics.json field."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -113,6 +114,32 @@ def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     assert result["scorer"] == "debiased_spread" and result["splits"] == 4
     assert result["confidence"] == 0.95 and result["max_false_accusation"] == 0.01
     assert 0 <= result["share_above_target"] <= 1 and set(result["detection"]) == {"hsja", "pgd"}
+
+
+def test_a_run_made_before_common_directions_gets_the_ones_separation_makes(tiny_run, tmp_path):
+    import runpy
+    import shutil
+    from tracer.io import read_json, sha256_file, write_json
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run.path, old)
+    run = tracer.load_run(old)
+    made = run.load_copies().common
+    # what a run made before them held: no file, no manifest entry, evidence stamped to match
+    m = run.manifest
+    del m["common_directions"], m["files"]["common_directions.npy"]
+    (run.separate_dir / "common_directions.npy").unlink()
+    write_json(run.manifest_path, m)
+    for name in run.attacks():
+        record = read_json(run.attack_dir(name) / "attack.json")
+        write_json(run.attack_dir(name) / "attack.json",
+                   {**record, "manifest_sha256": sha256_file(run.manifest_path)})
+    assert run.load_copies().common is None
+    main = runpy.run_path(str(ROOT / "scripts" / "add_common_directions.py"))["main"]
+    main([str(old)])
+    assert torch.equal(run.load_copies().common, made)
+    assert len(run.load_evidence("hsja")) == 30                 # still the run's evidence
+    with pytest.raises(SystemExit, match="already"):
+        main([str(old)])
 
 
 def test_every_file_of_the_run_directory(tiny_run):

@@ -1,5 +1,7 @@
 """Decide or abstain: the threshold on innocent sets, and the rates measured at it."""
 
+import math
+
 import pytest
 import torch
 
@@ -25,9 +27,9 @@ def test_threshold_allows_at_most_the_target_share_of_every_innocent_set():
     assert false_accusation_rate(a, 1.0) > 0.01   # the smallest such threshold
 
 
-def test_no_threshold_when_innocents_are_never_accused_and_ties_never_accuse():
+def test_no_score_bound_when_innocents_are_never_accused_and_ties_never_accuse():
     tied = Scores(torch.tensor([[3.0, 3.0], [2.0, 2.0]]))
-    assert choose_threshold({"tied": tied}, 0.0) is None
+    assert choose_threshold({"tied": tied}, 0.0) == -math.inf
     assert false_accusation_rate(tied, None) == 0.0
     with pytest.raises(ValueError, match="empty"):
         choose_threshold({"none": Scores(torch.zeros(0, 2))}, 0.01)
@@ -105,6 +107,26 @@ def test_an_ineligible_top_is_never_accused_and_sets_no_threshold():
     assert 0.3 < t < 0.3 + 1e-6          # above the eligible 0.3s, far below the 5.0s
     assert false_accusation_rate(inn, t) == 0.0
     assert false_accusation_rate(inn, None) == 1.0     # without a threshold: named anyway
+
+
+def test_a_top_that_fails_the_key_test_is_never_named_and_sets_no_threshold():
+    # the innocents' tops are high but no unsold key is beaten: the key test alone abstains,
+    # and the threshold that comes back is no score bound, which still abstains on them
+    value = torch.tensor([[5.0, 0.1]] * 60 + [[0.2, 0.0]] * 40)
+    vouched = torch.tensor([[False, True]] * 60 + [[True, False]] * 40)
+    inn = Scores(value, vouched=vouched)
+    assert inn.top()[2].tolist() == [False] * 60 + [True] * 40
+    t = choose_threshold({"a": inn}, 0.0)
+    assert 0.2 < t < 0.2 + 1e-6                          # only the vouched 0.2s bound it
+    assert false_accusation_rate(inn, t) == 0.0
+    loose = choose_threshold({"a": inn.select(torch.arange(60))}, 0.0)
+    assert loose == -math.inf
+    assert false_accusation_rate(inn.select(torch.arange(60)), loose) == 0.0
+    assert false_accusation_rate(inn, -math.inf) == pytest.approx(0.4)  # the vouched 0.2s
+    assert false_accusation_rate(inn, None) == 1.0       # the top-1 reading names every one
+    src = torch.zeros(100, dtype=torch.long)
+    assert wrong_accusation_rate(inn, src, -math.inf) == 0.0
+    assert detection_rate(inn, src, -math.inf) == pytest.approx(0.4)
 
 
 def test_halves_split_every_index_once_and_are_seeded():

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch import nn
 
 from tracer.models import (CLASSIFIERS, InputSpec, ModelSpec, OutputNorm, ResidualTracer,
-                           VAETracer, build_base, build_classifier)
+                           TracerSpec, VAETracer, build_base, build_classifier)
 from tracer.models.backbones import Normalize
 
 
@@ -158,8 +159,96 @@ def test_projection_keys_need_the_residual_tracer():
         SeparationSpec(method="tracer")
 
 
+def test_unsold_keys_are_projections_of_the_sold_keys_shape_read_with_the_shared_c():
+    from conftest import tiny_copies
+    from tracer.models import ProjectedCopies, build_copies, random_projections
+    from tracer.separation import SeparationSpec
+    with pytest.raises(ValueError, match="unsold_keys must be at least 0"):
+        SeparationSpec(unsold_keys=-1)
+    proj = tiny_copies(keying="projection", unsold=4)
+    assert not torch.equal(proj.unsold, random_projections(4, 10, 64, seed=0))  # not the sold
+    assert torch.equal(proj.unsold[:3], random_projections(3, 10, 64, 0, "unsold_key"))
+    with pytest.raises(ValueError, match=r"unsold keys must be \[M >= 1, 10, 64\]"):
+        ProjectedCopies(proj.base, proj.tracer, proj.projections, 0.15, proj.norm,
+                        unsold=torch.zeros(2, 10, 63))
+    with pytest.raises(ValueError, match="shared C"):
+        ProjectedCopies(proj.base, proj.tracer, proj.projections, 0.15, proj.norm,
+                        classifiers=torch.nn.ModuleList([proj.base] * 3), unsold=proj.unsold)
+    perm = tiny_copies()
+    with pytest.raises(ValueError, match="permutations"):
+        build_copies(perm.base, perm.tracer, perm.permutations, 0.15, TracerSpec(),
+                     unsold=proj.unsold)
+
+
 def test_each_method_gets_its_own_keys_unless_told():
     from tracer.separation import SeparationSpec
     assert SeparationSpec().keying == "projection"
     assert SeparationSpec(method="paper").keying == "permutation"
     assert SeparationSpec(method="residual", keying="permutation").keying == "permutation"
+
+
+def test_attack_like_laws_are_signs_of_epsilon_shaped_as_their_attacks():
+    from tracer.models.common_directions import BLOCK_GRID, attack_like_perturbations
+    laws = attack_like_perturbations((3, 2, 8, 8), torch.Generator().manual_seed(0), 0.1)
+    assert set(laws) == {"stripes", "signs", "blocks"}
+    for p in laws.values():
+        assert p.shape == (3, 2, 8, 8) and torch.allclose(p.abs(), torch.full_like(p, 0.1))
+    stripes, blocks = laws["stripes"], laws["blocks"]
+    assert torch.equal(stripes, stripes[:, :, :1].expand_as(stripes))  # one sign per column
+    cell = 8 // BLOCK_GRID
+    assert torch.equal(blocks, blocks[:, :, ::cell, ::cell].repeat_interleave(cell, 2)
+                       .repeat_interleave(cell, 3))
+
+
+class _SubspaceResidual(nn.Module):
+    """A stand-in tracer whose debiased residual of x is x's part in a fixed 3-dim subspace."""
+
+    def __init__(self, basis):
+        super().__init__()
+        self.basis = nn.Parameter(basis, requires_grad=False)
+
+    def debiased_residual(self, x):
+        flat = x.flatten(1) - 0.5
+        return flat @ self.basis @ self.basis.T
+
+
+def test_common_directions_span_the_subspace_every_residual_shares():
+    from tracer.models.common_directions import common_directions, without
+    basis = torch.linalg.qr(torch.randn(64, 3, generator=torch.Generator().manual_seed(1)))[0]
+    found = common_directions(_SubspaceResidual(basis), torch.rand(50, 1, 8, 8), 3, seed=2,
+                              batch_size=16)
+    assert found.shape == (64, 3)
+    assert torch.allclose(found.T @ found, torch.eye(3), atol=1e-5)      # orthonormal
+    assert torch.allclose(found @ found.T, basis @ basis.T, atol=1e-4)   # the same subspace
+    r = torch.randn(4, 64)
+    left = without(found, r)
+    assert torch.allclose(left @ basis, torch.zeros(4, 3), atol=1e-5)
+    assert torch.allclose(left + (r @ basis) @ basis.T, r, atol=1e-5)
+    assert without(None, r) is r
+    with pytest.raises(ValueError, match="1 to 63"):
+        common_directions(_SubspaceResidual(basis), torch.rand(5, 1, 8, 8), 64)
+
+
+def test_tracing_reads_the_residual_without_the_common_directions():
+    from conftest import tiny_copies
+    from tracer.models import ProjectedCopies
+    plain = tiny_copies(keying="projection", unsold=4)
+    common = torch.linalg.qr(torch.randn(64, 5, generator=torch.Generator().manual_seed(3)))[0]
+    read = ProjectedCopies(plain.base, plain.tracer, plain.projections, plain.alpha, plain.norm,
+                           unsold=plain.unsold, common=common).eval()
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(read.outputs(x), plain.outputs(x))            # what buyers query
+        r = plain.tracer.debiased_residual(x)
+        r = r - (r @ common) @ common.T
+        labels = plain.outputs(x).argmax(-1)
+    obs = read.observe(x)
+    for j in range(3):
+        z = r @ plain.projections[j].T
+        want = (z.gather(1, labels[:, j:j + 1]).squeeze(1) - z.min(1).values) / (
+            2 ** 0.5 * r.norm(dim=1))
+        assert torch.allclose(obs.spread[:, j], want, atol=1e-4)
+    assert not torch.allclose(obs.spread, plain.observe(x).spread)
+    with pytest.raises(ValueError, match=r"common directions must be \[64, 1 to 63\]"):
+        ProjectedCopies(plain.base, plain.tracer, plain.projections, 0.15, plain.norm,
+                        common=torch.zeros(64, 64))

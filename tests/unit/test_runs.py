@@ -28,7 +28,9 @@ def test_separate_writes_manifest_and_reloads_identical_copies(run_dir):
         assert m["keying"] == "permutation" and len(m["permutations"]) == 3
     else:
         assert m["keying"] == "projection" and "projections_sha256" in m
-    assert set(m["files"]) == {"base.pt", "tracer_base.pt"}
+        assert m["unsold_keys"] == 1000 and m["common_directions"] == 2    # 2.5% of 64
+    reading = {"common_directions.npy"} if m["method"] == "residual" else set()
+    assert set(m["files"]) == {"base.pt", "tracer_base.pt"} | reading
     assert len(m["accuracy"]["copy_clean_acc"]) == 3
     assert run.stage_done("separate") and not (out / "separate" / "resume" / "base.pt").exists()
     x = torch.rand(5, 1, 8, 8)
@@ -54,6 +56,28 @@ def test_tampered_checkpoint_is_refused(run_dir, tmp_path):
     path = run.separate_dir / "base.pt"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(IntegrityError, match="base.pt.*sha256"):
+        run.load_copies()
+
+
+def test_tampered_or_misshapen_common_directions_are_refused(run_dir, tmp_path):
+    import numpy as np
+    from tracer.io import save_npy
+    run = _copy_run(run_dir[0], tmp_path / "r")
+    loaded = run.load_copies()
+    if run.manifest["method"] == "paper":       # permutation keys: tracing reads no directions
+        assert not hasattr(loaded, "common")
+        assert not (run.separate_dir / "common_directions.npy").exists()
+        return
+    assert loaded.common.shape == (64, 2)
+    assert torch.allclose(loaded.common.T @ loaded.common, torch.eye(2), atol=1e-5)
+    path = run.separate_dir / "common_directions.npy"
+    save_npy(path, np.zeros((64, 3), dtype=np.float32))
+    with pytest.raises(IntegrityError, match="common_directions.npy.*sha256"):
+        run.load_copies()
+    m = json.loads(run.manifest_path.read_text())
+    m["files"]["common_directions.npy"] = sha256_file(path)
+    write_json(run.manifest_path, m)
+    with pytest.raises(IntegrityError, match=r"float32 \[64, 2\]"):
         run.load_copies()
 
 

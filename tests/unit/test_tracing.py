@@ -233,3 +233,59 @@ def test_only_projection_keys_offer_the_spread():
         want = (z.gather(1, labels[:, j:j + 1]).squeeze(1) - z.min(1).values) / (
             2 ** 0.5 * r.norm(dim=1))
         assert torch.allclose(obs.spread[:, j], want, atol=1e-4)
+
+
+def test_the_key_test_reads_each_unsold_key_as_a_copy_holding_it_would(monkeypatch):
+    from conftest import tiny_copies
+    from tracer.models import ProjectedCopies
+    monkeypatch.setattr(ProjectedCopies, "UNSOLD_CHUNK", 3)      # 7 keys: chunks of 3, 3, 1
+    copies = tiny_copies(keying="projection", unsold=7)
+    assert copies.num_unsold == 7 and tiny_copies(keying="projection").num_unsold == 0
+    holders = ProjectedCopies(copies.base, copies.tracer, copies.unsold, copies.alpha,
+                              copies.norm).eval()
+    x = torch.rand(6, 1, 8, 8)
+    obs = copies.observe(x, batch_size=4)
+    assert torch.allclose(obs.unsold_spread, holders.observe(x).spread.max(dim=1).values,
+                          atol=1e-6)
+    for name in ("debiased_spread", "spread_disagree"):
+        s = score(obs, name)
+        assert torch.equal(s.vouched, obs.spread > obs.unsold_spread.unsqueeze(1))
+    assert tiny_copies(keying="projection").observe(x).unsold_spread is None
+    assert score(tiny_copies(keying="projection").observe(x), "debiased_spread").vouched is None
+
+
+def test_a_sold_key_that_is_also_unsold_never_passes_the_key_test():
+    from conftest import tiny_copies
+    from tracer.models import ProjectedCopies
+    copies = tiny_copies(keying="projection", unsold=5)
+    keys = copies.projections.clone()
+    keys[1] = copies.unsold[3]                       # copy 1's key is one the test reads too
+    twin = ProjectedCopies(copies.base, copies.tracer, keys, copies.alpha, copies.norm,
+                           unsold=copies.unsold).eval()
+    s = score(twin.observe(torch.rand(20, 1, 8, 8)), "debiased_spread")
+    assert not s.vouched[:, 1].any()                 # a tie is no evidence
+    index, _, nameable, _ = s.top()
+    assert not nameable[index == 1].any()
+
+
+def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_plus_one():
+    # residuals along copy 0's (label, clean) rows plus noise: copy 1's key, like every unsold
+    # key, never saw the attack, so it beats all 19 unsold keys 1 time in 20; copy 0 nearly always
+    from tracer.models.copies import random_projections
+    g = torch.Generator().manual_seed(1)
+    trials, unsold, passes = 1000, 19, torch.zeros(2)
+    for t in range(trials):
+        keys = random_projections(2 + unsold, 10, 256, seed=t)           # sold: 0 and 1
+        signal = keys[0, 4] - keys[0, 7]
+        r = signal + 2 * signal.norm() * torch.randn(256, generator=g) / 256 ** 0.5
+        z = (keys @ r).unsqueeze(0)                                      # [1, 21, K]
+        outputs = z.clone()                                              # each key's own label
+        outputs[:, 0, 4] = 1e3                                           # the attacked copy's
+        spread = spread_from_outputs(outputs, z, r.norm().view(1))[0]
+        obs = Observation(dol=torch.zeros(1, 2), labels=outputs[:, :2].argmax(-1),
+                          base_labels=torch.zeros(1, 2, dtype=torch.long), spread=spread[None, :2],
+                          unsold_spread=spread[2:].max().view(1))
+        passes += score(obs, "debiased_spread").vouched[0].float()
+    rate = passes / trials
+    assert rate[0] > 0.95
+    assert abs(rate[1] - 1 / (unsold + 1)) < 0.025   # binomial sd at 1000 trials: 0.007

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tracer.data import batches
 from tracer.models.residual import ResidualTracer
 from tracer.seeding import derived_seed
+from tracer.models.common_directions import without
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
                             logit_dol_from_outputs, scored, spread_from_outputs)
 
@@ -139,11 +140,13 @@ class TracerCopies(nn.Module):
         want_spread = bool({"debiased_spread", "spread_disagree"} & set(self.scorers))
         want_debiased = want_spread or "debiased_disagree" in self.scorers
         cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "label",
-                                                         "debiased", "spread")}
+                                                         "debiased", "spread", "unsold")}
         for idx in batches(len(x), batch_size):
             xb = x[idx].to(device)
             c = self.base_outputs(xb)
             features, debiased = self.tracer.features(xb, debiased=want_debiased)
+            if debiased is not None:
+                debiased = self.without_common(debiased)
             z = self.tracer.gain * self.keyed(features)
             t = torch.tanh(z)
             out = c + self.alpha * t
@@ -158,9 +161,22 @@ class TracerCopies(nn.Module):
                 cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
                 if want_spread:
                     cols["spread"].append(spread_from_outputs(out, keyed, scale).cpu())
+                    unsold = self.unsold_spread(c, features, debiased)
+                    if unsold is not None:
+                        cols["unsold"].append(unsold.cpu())
         joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
         return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
-                           joined["debiased"], joined["spread"])
+                           joined["debiased"], joined["spread"], joined["unsold"])
+
+    def unsold_spread(self, base_outputs: Tensor, features: Tensor,
+                      debiased: Tensor) -> Tensor | None:
+        """The largest spread any unsold key reads (tracer.tracing, the key test): [n]; None
+        where these copies have no unsold keys."""
+        return None
+
+    def without_common(self, debiased: Tensor) -> Tensor:
+        """The debiased residual [n, d] as tracing reads it: here unchanged."""
+        return debiased
 
     def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
               clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
@@ -206,17 +222,42 @@ class ProjectedCopies(TracerCopies):
     Two copies' (att, cln) directions are independent random directions in d dimensions (cosine
     about 1/sqrt(d)), so the number of copies is not bounded by K(K-1).
 
+    ``unsold`` [M, K, d] (optional): keys drawn like the sold ones and sold to nobody, for the
+    key test (tracer.tracing). It needs the shared C: with own classifiers an unsold key would
+    have no C_i to read with. ``common`` [d, k] (optional): orthonormal directions that attacks
+    leave whatever copy they target (tracer.models.common_directions), removed from the debiased
+    residual before any key, sold or unsold, reads it; the copies' outputs do not change.
+
     Shape: projections [m, K, d].
     """
 
+    # unsold keys read at once in the key test: bounds its memory to n x 1000 x K per batch
+    UNSOLD_CHUNK = 1000
+
     def __init__(self, base: nn.Module, tracer: nn.Module, projections: Tensor, alpha: float,
-                 norm: OutputNorm, classifiers: nn.ModuleList | None = None):
+                 norm: OutputNorm, classifiers: nn.ModuleList | None = None,
+                 unsold: Tensor | None = None, common: Tensor | None = None):
         super().__init__(base, tracer, alpha, norm, classifiers)
         if not isinstance(tracer, ResidualTracer):
             raise ValueError("projection keys need the residual tracer (separation=residual)")
         if projections.ndim != 3:
             raise ValueError("projections must be [num_copies, num_classes, input size]")
         self.register_buffer("projections", projections.float().clone())
+        if unsold is not None:
+            if classifiers is not None:
+                raise ValueError("unsold keys need the shared C (classifiers=shared)")
+            if unsold.ndim != 3 or unsold.shape[1:] != projections.shape[1:] or not len(unsold):
+                raise ValueError(f"unsold keys must be [M >= 1, {projections.shape[1]}, "
+                                 f"{projections.shape[2]}], got {tuple(unsold.shape)}")
+            unsold = unsold.float().clone()
+        self.register_buffer("unsold", unsold)
+        if common is not None:
+            d = projections.shape[2]
+            if common.ndim != 2 or common.shape[0] != d or not 0 < common.shape[1] < d:
+                raise ValueError(f"common directions must be [{d}, 1 to {d - 1}], got "
+                                 f"{tuple(common.shape)}")
+            common = common.float().clone()
+        self.register_buffer("common", common)
         # tracer.tracing: why these keys
         self.scorers = ("debiased_spread", "spread_disagree", *self.scorers)
 
@@ -238,16 +279,41 @@ class ProjectedCopies(TracerCopies):
     def keyed_tracer(self, index: int) -> nn.Module:
         return _ProjectedTracer(self.tracer.noise, self.projections[index], self.tracer.gain)
 
+    def without_common(self, debiased: Tensor) -> Tensor:
+        return without(self.common, debiased)
 
-def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0) -> Tensor:
+    @property
+    def num_unsold(self) -> int:
+        return 0 if self.unsold is None else len(self.unsold)
+
+    def unsold_spread(self, base_outputs: Tensor, features: Tensor,
+                      debiased: Tensor) -> Tensor | None:
+        if self.unsold is None:
+            return None
+        scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
+        best = torch.full_like(scale, -torch.inf)
+        for keys in self.unsold.split(self.UNSOLD_CHUNK):
+            rows = keys.reshape(-1, d).T
+            # each unsold key's label, as a copy holding it would answer: C + alpha * its tracer
+            out = base_outputs + self.alpha * torch.tanh(
+                self.tracer.gain * (features @ rows).view(len(features), len(keys), k))
+            spread = spread_from_outputs(out, (debiased @ rows).view(len(features), len(keys), k),
+                                         scale)
+            best = torch.maximum(best, spread.max(dim=1).values)
+        return best
+
+
+def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0,
+                       purpose: str = "projection_key") -> Tensor:
     """Each copy's K x ``size`` projection, rows of unit norm, from a generator seeded by a hash
-    of ``seed`` and the copy's index (copy i's key does not depend on how many copies exist).
+    of ``seed``, ``purpose`` and the copy's index (copy i's key does not depend on how many copies
+    exist; the unsold keys of the key test are drawn under another ``purpose``).
 
     Shape: -> [num_copies, num_classes, size].
     """
     keys = torch.empty(num_copies, num_classes, size)
     for i in range(num_copies):
-        g = torch.Generator().manual_seed(derived_seed(seed, f"projection_key_{i}"))
+        g = torch.Generator().manual_seed(derived_seed(seed, f"{purpose}_{i}"))
         p = torch.randn(num_classes, size, generator=g)
         keys[i] = p / p.norm(dim=1, keepdim=True)
     return keys

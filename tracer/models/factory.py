@@ -82,10 +82,18 @@ def build_base(model: ModelSpec, inp: InputSpec, net: nn.Module | None = None) -
 
 
 def build_copies(base: nn.Module, tracer: nn.Module, keys: torch.Tensor, alpha: float,
-                 spec: TracerSpec, classifiers: nn.ModuleList | None = None) -> TracerCopies:
+                 spec: TracerSpec, classifiers: nn.ModuleList | None = None,
+                 unsold: torch.Tensor | None = None,
+                 common: torch.Tensor | None = None) -> TracerCopies:
     """The copies of C keyed by ``keys``: permutations [m, K] (the paper's scheme) or
     projections [m, K, d] of the residual tracer's R(x) (ours, for more than K(K-1) copies);
-    with ``classifiers``, copy i's classifier is its own C_i."""
+    with ``classifiers``, copy i's classifier is its own C_i; ``unsold`` [M, K, d]: projection
+    keys sold to nobody, for the key test, and ``common`` [d, k]: the directions tracing removes
+    from the residual (both with projections only)."""
     norm = OutputNorm(spec.output_norm, spec.temperature)
-    cls = ProjectedCopies if keys.ndim == 3 else PermutedCopies
-    return cls(base, tracer, keys, alpha, norm, classifiers)
+    if keys.ndim == 3:
+        return ProjectedCopies(base, tracer, keys, alpha, norm, classifiers, unsold, common)
+    if unsold is not None or common is not None:
+        raise ValueError("unsold keys and common directions go with projection keys; these "
+                         "copies are keyed by permutations")
+    return PermutedCopies(base, tracer, keys, alpha, norm, classifiers)

@@ -31,6 +31,12 @@ class SeparationSpec:
                                  # only: copy i reads R(x) through its own P_i; any number of
                                  # copies) or permutation (the paper's, <= K(K-1) copies);
                                  # None: the method's own (the paper's: permutation)
+    unsold_keys: int = 1000      # projection keys sold to nobody, for the key test
+                                 # (tracer.tracing); 0: no key test
+    common_share: float = 0.025  # projection keys: the share of the residual's d dimensions
+                                 # that attacks fill whatever copy they target, removed before
+                                 # tracing reads it (tracer.models.common_directions; 20 of
+                                 # fashion_mnist's 784); 0: none
     reuse: str | None = None     # a finished run whose C and T_0 to take where they would be
                                  # trained the same way (ablations over alpha, gain, copies)
     classifiers: str = "shared"  # tracer: one C for every copy, or "orthogonal": copy i's own C_i
@@ -48,6 +54,10 @@ class SeparationSpec:
             raise ValueError(f"unknown separation method {self.method!r}; known: {sorted(METHODS)}")
         if self.num_copies < 1:
             raise ValueError(f"num_copies must be at least 1, got {self.num_copies}")
+        if self.unsold_keys < 0:
+            raise ValueError(f"unsold_keys must be at least 0, got {self.unsold_keys}")
+        if not 0 <= self.common_share < 1:
+            raise ValueError(f"common_share must be in [0, 1), got {self.common_share}")
         if self.classifiers not in CLASSIFIERS:
             raise ValueError(f"unknown classifiers {self.classifiers!r}; known: {CLASSIFIERS}")
         if self.keying is None:

@@ -2,6 +2,7 @@
 tracer abstains, and measure false accusations and detection there; writes ``innocent/``."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ from tracer.baselines import IndependentCopies
 from tracer.data import ImageData
 from tracer.evidence import Evidence
 from tracer.innocent import INDEPENDENT, InnocentSpec, innocent_evidence
-from tracer.io import read_json, write_json
+from tracer.io import read_json, sha256_file, write_json
 from tracer.methods import CopySet
 from tracer.models.predict import predict_labels
 from tracer.runs import Run
@@ -31,17 +32,21 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
     """Trace the innocent sets, choose the abstention threshold on their calibration halves,
     and measure false accusations (held-out halves) and detection (every attack's evidence,
     traced with the same scorer) at it; writes ``innocent/`` and returns
-    ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer or
-    the threshold's settings differ (the innocent sets are kept either way). ``separation``
+    ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer,
+    the manifest (the copies and how tracing reads them) or the threshold's settings differ (the
+    innocent sets are kept either way). ``separation``
     says how the independent set's classifier is trained (as C is); ``scorer`` is the trace
     stage's."""
     run = Run(out)
     use = scorer_name(copies, scorer)
+    unsold = getattr(copies, "num_unsold", 0)
+    manifest = sha256_file(run.manifest_path)   # the copies and how tracing reads them
     if run.stage_done("calibrate"):
         done = read_json(run.calibration_path)
         made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
+                     done.get("unsold_keys"), done.get("manifest_sha256"),
                      {k: v.get("num") for k, v in done.get("innocent", {}).items()})
-        if made_with == (use, spec.max_false_accusation, spec.confidence,
+        if made_with == (use, spec.max_false_accusation, spec.confidence, unsold, manifest,
                          {k: spec.size(k) for k in spec.names()}):
             return done
     innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
@@ -59,8 +64,11 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
             attacks[name] = (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
                              ev.source)
     result = {
-        "scorer": use, "threshold": threshold, "max_false_accusation": spec.max_false_accusation,
-        "confidence": spec.confidence,
+        # null: no score bound is needed; a verdict still needs a nameable top (tracer.tracing)
+        "scorer": use, "threshold": threshold if math.isfinite(threshold) else None,
+        "max_false_accusation": spec.max_false_accusation, "confidence": spec.confidence,
+        "unsold_keys": unsold, "key_test_wrong_bound": _key_test_bound(copies.num_copies, unsold),
+        "manifest_sha256": manifest,
         "innocent": {k: _innocent_rates(s, *split[k], threshold, spec.confidence)
                      for k, s in innocent.items()},
         "attacks": {k: {"detection_rate": detection_rate(s, src, threshold),
@@ -71,6 +79,13 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
     write_json(run.calibration_path, result)
     run.mark("calibrate", "done")
     return result
+
+
+def _key_test_bound(copies: int, unsold: int) -> float | None:
+    """The key test's bound on naming a wrong copy, per example, over the draw of the keys:
+    each of the copies - 1 that are not the source beats all unsold keys with chance
+    1 / (unsold + 1). None without a key test."""
+    return min(1.0, (copies - 1) / (unsold + 1)) if unsold else None
 
 
 def _innocent_rates(scores: Scores, calibration: torch.Tensor, held_out: torch.Tensor,

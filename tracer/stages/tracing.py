@@ -83,13 +83,15 @@ def _write_verdicts(path: Path, scores: Scores, labels: torch.Tensor, ev: Eviden
     top = scores.value[rows, order[:, 0]]
     runner_up = scores.value[rows, order[:, min(1, order.shape[1] - 1)]]
     eligible = scores.eligibility()[rows, order[:, 0]]
+    vouched = None if scores.vouched is None else scores.vouched[rows, order[:, 0]]
     trans = transferable(labels, ev)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["evidence_id", "source", "verdict", "abstained", "top_score", "margin",
-                "top_eligible", "transferable", "correct"])
+                "top_eligible", "top_beats_unsold_keys", "transferable", "correct"])
     for i in range(len(ev)):
         w.writerow([i, int(ev.source[i]), int(index[i]), int(abstained[i]),
                     f"{float(top[i]):.5f}", f"{float(top[i] - runner_up[i]):.5f}",
-                    int(eligible[i]), int(trans[i]), int(named_ok[i])])
+                    int(eligible[i]), "" if vouched is None else int(vouched[i]), int(trans[i]),
+                    int(named_ok[i])])
     atomic_write_text(path, buf.getvalue())
