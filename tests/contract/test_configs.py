@@ -47,7 +47,7 @@ def test_the_default_config_is_the_dataclasses_defaults():
     assert replace(spec.innocent, attacks=[]) == InnocentSpec()
     assert replace(spec.data, root=None, cache_dir=None) == DataSpec()
     assert (spec.seed, spec.stage, spec.progress, spec.scorer) == (0, "all", True, "auto")
-    assert [a.name for a in spec.innocent.attacks] == ["hsja", "pgd", "square"]
+    assert [a.name for a in spec.innocent.attacks] == ["hsja_short", "pgd", "square"]
 
 
 def test_a_mistyped_key_in_any_node_is_a_clear_error():

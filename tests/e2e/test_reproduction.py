@@ -22,6 +22,6 @@ def test_default_configuration_reproduces_the_headline_figures(tmp_path):
     assert hsja["num_evidence"] >= 200 and boundary["num_evidence"] >= 200
     assert hsja["trace_acc"] >= 0.975 and hsja["detection_rate"] >= 0.95
     assert boundary["trace_acc"] >= 0.98
-    assert m["innocent"]["independent_hsja"]["num"] >= 400
+    assert m["innocent"]["independent_hsja_short"]["num"] >= 400
     for name, inn in m["innocent"].items():
         assert inn["false_accusation_rate"] <= 0.01, name
