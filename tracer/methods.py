@@ -218,7 +218,7 @@ def _made_common_directions(t: Trainer, tracer: nn.Module, size: int) -> Tensor 
 
 def _stored_common_directions(s: Stored, size: int) -> Tensor | None:
     """The run's common directions [size, k], sha256-checked; None where it has none (made
-    with common_directions=0, or before they existed)."""
+    with separation.common_share=0, or before they existed)."""
     num = s.field(lambda m: int(m.get("common_directions", 0)))
     if not num:
         return None

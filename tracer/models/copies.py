@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from tracer.data import batches
+from tracer.models.common_directions import without
 from tracer.models.residual import ResidualTracer
 from tracer.seeding import derived_seed
-from tracer.models.common_directions import without
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
                             logit_dol_from_outputs, scored, spread_from_outputs)
 
