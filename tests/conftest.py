@@ -39,6 +39,14 @@ def copies():
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished run of the tiny configuration for every end-to-end test that reads it (a
+    test that changes it puts it back)."""
+    import tracer
+    return tracer.run(tracer.compose("debug=tiny"), tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits")
 

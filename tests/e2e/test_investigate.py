@@ -16,11 +16,6 @@ from tracer.tracing import named
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return tracer.run(tracer.compose("debug=tiny"), tmp_path_factory.mktemp("tiny"))
-
-
 def investigate(*args):
     return subprocess.run([sys.executable, "-m", "tracer.cli", "investigate", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -18,12 +18,6 @@ from tracer.runs import Run
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    return tracer.run(tracer.compose("debug=tiny"), out)
-
-
 def test_metrics_json_has_every_field(tiny_run):
     m = json.loads(tiny_run.metrics_path.read_text())
     top = {f for f in RunMetrics.__dataclass_fields__}
