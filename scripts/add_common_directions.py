@@ -18,13 +18,12 @@ import torch
 from omegaconf import OmegaConf
 
 from tracer.config import to_spec
-from tracer.data import load_dataset
 from tracer.io import read_json, save_npy, sha256_file, write_json
 from tracer.methods import COMMON_DIRECTIONS_FILE
-from tracer.models.common_directions import NUM_IMAGES, common_directions
+from tracer.models.common_directions import run_common_directions
+from tracer.pipeline import load_data
 from tracer.runs import load_run
 from tracer.separation import SeparationSpec
-from tracer.seeding import derived_seed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,15 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     if m.get("common_directions"):
         raise SystemExit(f"{args.run}: has {m['common_directions']} common directions already")
     copies = run.load_copies()
-    spec = to_spec(OmegaConf.load(run.path / "config.yaml"))
-    d = spec.data        # as the pipeline loads it: the separation stage's training images
-    data = load_dataset(d.name, d.root, n_train=d.n_train, n_test=d.n_test, seed=spec.seed,
-                        image_size=d.image_size, download=False, cache_dir=d.cache_dir)
-    num = round(args.share * copies.projections.shape[2])
-    if not num:
+    data = load_data(to_spec(OmegaConf.load(run.path / "config.yaml")), download=False)
+    found = run_common_directions(copies.tracer, data.x_train, args.share, int(m["seed"]))
+    if found is None:
         raise SystemExit(f"--share {args.share} makes no direction")
-    found = common_directions(copies.tracer, data.x_train[:NUM_IMAGES], num,
-                              seed=derived_seed(int(m["seed"]), "common_directions"))
+    num = found.shape[1]
     old = sha256_file(run.manifest_path)
     records = {name: read_json(run.attack_dir(name) / "attack.json") for name in run.attacks()}
     stale = [name for name, r in records.items() if r.get("manifest_sha256") != old]

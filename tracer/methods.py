@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tracer import distributed
 from tracer.baselines import IndependentCopies, InputMask, MaskedCopies, random_masks
 from tracer.io import IntegrityError, check_sha256, load_npy, load_weights, save_npy, tensor_sha256
-from tracer.models.common_directions import NUM_IMAGES, common_directions
+from tracer.models.common_directions import run_common_directions
 from tracer.models.copies import random_projections
 from tracer.models.factory import InputSpec, ModelSpec, TracerSpec, build_base, build_copies
 from tracer.models.residual import ResidualTracer
@@ -163,7 +163,7 @@ def _tracer_method(name: str, make_tracer, train_tracer) -> Method:
             num_unsold = spec.unsold_keys if spec.classifiers == "shared" else 0
             unsold = _unsold_keys(num_unsold, keys.shape, t.seed)
             extra["unsold_keys"] = num_unsold
-            common = _made_common_directions(t, trained.base_tracer, keys.shape[2])
+            common = _made_common_directions(t, trained.base_tracer)
             extra["common_directions"] = 0 if common is None else common.shape[1]
         else:
             keys = make_permutations(d.num_classes, spec.num_copies, seed=t.seed,
@@ -201,15 +201,13 @@ def _tracer_method(name: str, make_tracer, train_tracer) -> Method:
 COMMON_DIRECTIONS_FILE = "common_directions.npy"
 
 
-def _made_common_directions(t: Trainer, tracer: nn.Module, size: int) -> Tensor | None:
-    """The directions tracing removes (tracer.models.common_directions), ``common_share`` of the
-    residual's ``size``, found on the training images and kept in ``separate/``; None where the
-    spec asks for none."""
-    num = round(t.spec.common_share * size)
-    if not num:
+def _made_common_directions(t: Trainer, tracer: nn.Module) -> Tensor | None:
+    """The directions tracing removes (tracer.models.common_directions), kept in ``separate/``;
+    None where the spec asks for none."""
+    found = run_common_directions(tracer.to(t.device), t.data.x_train, t.spec.common_share,
+                                  t.seed)
+    if found is None:
         return None
-    found = common_directions(tracer.to(t.device), t.data.x_train[:NUM_IMAGES], num,
-                              seed=derived_seed(t.seed, "common_directions"))
     if distributed.is_main():
         save_npy(t.where / COMMON_DIRECTIONS_FILE, found.numpy())
     t.files.append(COMMON_DIRECTIONS_FILE)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tracer import distributed, runtime, stages
 from tracer.config import ConfigConflict, PipelineSpec, locked_keys, reconcile, to_spec
-from tracer.data import load_dataset
+from tracer.data import ImageData, load_dataset
 from tracer.io import atomic_write_text
 from tracer.methods import method
 from tracer.runs import Run
@@ -62,10 +62,7 @@ def execute(spec: PipelineSpec, out: Path) -> None:
     # Some baselines trace against the clean images, so their trace stage needs the data too.
     needs_data = stage in ("all", "separate", "attack", "calibrate") or (
         stage == "trace" and method(spec.separation.method).needs_clean_images)
-    d = spec.data
-    data = load_dataset(d.name, d.root, n_train=d.n_train, n_test=d.n_test, seed=spec.seed,
-                        image_size=d.image_size, download=d.download, cache_dir=d.cache_dir) \
-        if needs_data else None
+    data = load_data(spec) if needs_data else None
     if stage in ("all", "separate"):
         log.info("separate: %s, building %d copies", spec.separation.method,
                  spec.separation.num_copies)
@@ -94,6 +91,15 @@ def execute(spec: PipelineSpec, out: Path) -> None:
                          scorer=spec.scorer, seed=spec.seed, device=dev, progress=progress)
     if stage in ("all", "trace", "calibrate", "report"):
         stages.report(out, clean_images=clean_images)
+
+
+def load_data(spec: PipelineSpec, download: bool | None = None) -> ImageData:
+    """The run's data set as every stage sees it (``download``: None, as the spec says)."""
+    d = spec.data
+    return load_dataset(d.name, d.root, n_train=d.n_train, n_test=d.n_test, seed=spec.seed,
+                        image_size=d.image_size,
+                        download=d.download if download is None else download,
+                        cache_dir=d.cache_dir)
 
 
 def _named_keys(overrides: list[str]) -> tuple[str, ...]:

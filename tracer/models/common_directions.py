@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tracer.data import batches
+from tracer.seeding import derived_seed
 
 # Linf budget of the perturbation laws: that of the attack configs (configs/attack/*.yaml)
 EPSILON = 0.1
@@ -67,6 +68,18 @@ def common_directions(tracer: nn.Module, images: Tensor, num: int, *, seed: int 
         raise ValueError(f"{num} common directions need at least {num} residuals, got "
                          f"{len(residuals)}")
     return torch.linalg.svd(residuals, full_matrices=False).Vh[:num].T.contiguous()
+
+
+def run_common_directions(tracer: nn.Module, x_train: Tensor, share: float,
+                          run_seed: int) -> Tensor | None:
+    """What a run's separation removes: ``share`` of the residual's d dimensions, found on its
+    first ``NUM_IMAGES`` training images with a seed derived from the run's; None where the
+    share rounds to no direction."""
+    num = round(share * x_train[0].numel())
+    if not num:
+        return None
+    return common_directions(tracer, x_train[:NUM_IMAGES], num,
+                             seed=derived_seed(run_seed, "common_directions"))
 
 
 def without(directions: Tensor | None, residual: Tensor) -> Tensor:
