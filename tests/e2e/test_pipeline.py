@@ -105,7 +105,7 @@ def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     main = runpy.run_path(str(ROOT / "scripts" / "threshold_splits.py"))["main"]
     result = main([str(tiny_run.path), "--splits", "4"])     # the run's target and confidence
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
-    assert result["scorer"] == "debiased_spread" and result["splits"] == 4
+    assert result["scorer"] == "spread_disagree" and result["splits"] == 4
     assert result["confidence"] == 0.95 and result["max_false_accusation"] == 0.01
     assert 0 <= result["share_above_target"] <= 1 and set(result["detection"]) == {"hsja", "pgd"}
 

@@ -215,7 +215,7 @@ def test_spread_disagree_reads_the_disagreeing_copies_only_where_no_spread_stand
 def test_only_projection_keys_offer_the_spread():
     from conftest import tiny_copies
     perm, proj = tiny_copies(keying="permutation"), tiny_copies(keying="projection")
-    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "debiased_spread"
+    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "spread_disagree"
     assert "spread_disagree" not in perm.scorers and "spread_disagree" in proj.scorers
     x = torch.rand(5, 1, 8, 8)
     assert perm.observe(x).spread is None

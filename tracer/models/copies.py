@@ -259,7 +259,7 @@ class ProjectedCopies(TracerCopies):
             common = common.float().clone()
         self.register_buffer("common", common)
         # tracer.tracing: why these keys
-        self.scorers = ("debiased_spread", "spread_disagree", *self.scorers)
+        self.scorers = ("spread_disagree", "debiased_spread", *self.scorers)
 
     @property
     def num_copies(self) -> int:
