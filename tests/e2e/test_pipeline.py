@@ -110,6 +110,20 @@ def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     assert 0 <= result["share_above_target"] <= 1 and set(result["detection"]) == {"hsja", "pgd"}
 
 
+def test_attack_anatomy_reads_a_finished_run(tiny_run, capsys):
+    import runpy
+    main = runpy.run_path(str(ROOT / "scripts" / "attack_anatomy.py"))["main"]
+    result = main([str(tiny_run.path), "--images", "100"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
+    assert result["scorer"] == "spread_disagree"
+    assert set(result["fooled_by_chance"]) == {"stripes", "signs", "blocks"}
+    assert all(0 <= v <= 1 for v in result["fooled_by_chance"].values())
+    for name in ("hsja", "pgd"):
+        a = result["attacks"][name]
+        assert a["num"] == sum(b["num"] for b in a["by_queries"]) > 0
+        assert 0 <= a["oracle_traced"] <= 1
+
+
 def test_a_run_made_before_common_directions_gets_the_ones_separation_makes(tiny_run, tmp_path):
     import runpy
     import shutil

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tracer import distributed
 from tracer.data import batches
 from tracer.io import atomic_torch_save, load_weights
+from tracer.models.common_directions import attack_like_perturbations
 from tracer.progress import bar as progress_bar
 from tracer.seeding import derived_seed
 from tracer.separation.losses import (draw_noise, noise_prediction_loss, noise_sensitive_loss,
@@ -26,11 +27,18 @@ from tracer.separation.losses import (draw_noise, noise_prediction_loss, noise_s
 
 @dataclass
 class ClassifierTraining:
-    """How C is trained (cross-entropy on its logits)."""
+    """How C is trained (cross-entropy on its logits).
+
+    ``random_share`` of each batch is seen under a random attack-like perturbation of Linf size
+    ``random_epsilon`` (stripes, signs or coarse blocks; ``random_perturbations``): a C that such
+    a perturbation fools is fooled before an attack has asked its copy anything, and that
+    evidence carries no trace of the copy (docs/method.md section 9)."""
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    random_share: float = 0.0
+    random_epsilon: float = 0.1
 
 
 @dataclass
@@ -126,7 +134,15 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
                      seed: int = 0, device: torch.device | str = "cpu",
                      checkpoint: Path | None = None, progress: bool = True) -> list[dict]:
     """Train C with cross-entropy. Shape: x [N, C, H, W] in [0, 1]; y [N]."""
+    if not 0 <= spec.random_share <= 1 or spec.random_epsilon < 0:
+        raise ValueError(f"random_share must be in [0, 1] and random_epsilon >= 0, got "
+                         f"{spec.random_share} and {spec.random_epsilon}")
+
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
+        if spec.random_share:
+            delta = share.draw(lambda n: random_perturbations(
+                (n, *xb.shape[1:]), spec.random_share, spec.random_epsilon, gen))
+            xb = (xb + delta.to(xb.device)).clamp(0.0, 1.0)
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         acc = (logits.argmax(1) == yb).float().mean().item()
@@ -135,6 +151,18 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
     return fit(model, x, y, step, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                weight_decay=spec.weight_decay, seed=seed, device=device, checkpoint=checkpoint,
                desc="classifier C", progress=progress)
+
+
+def random_perturbations(shape: tuple[int, ...], share: float, epsilon: float,
+                         generator: torch.Generator) -> Tensor:
+    """Per image, with chance ``share``, one of the attack-like laws at +-``epsilon``
+    (``tracer.models.common_directions.attack_like_perturbations``, each as likely); 0 for the
+    others. Shape [n, C, H, W]."""
+    laws = torch.stack(list(attack_like_perturbations(shape, generator, epsilon).values()))
+    n = shape[0]
+    pick = torch.randint(len(laws), (n,), generator=generator)
+    on = torch.rand(n, generator=generator) < share
+    return laws[pick, torch.arange(n)] * on.view(-1, *([1] * (len(shape) - 1)))
 
 
 def train_vae_tracer(vae: nn.Module, x: Tensor, spec: TracerTraining, *, seed: int = 0,

@@ -1,0 +1,70 @@
+"""What each attack's evidence in a run can hold of its source (tracer.evaluation.anatomy).
+
+    python scripts/attack_anatomy.py RUN [--images 2000]
+
+Prints JSON: how often a random attack-like perturbation at the attacks' budget fools the run's
+C (on the first ``--images`` test images it labels), and per attack of the run: how far its
+examples moved the source's tracer against C, how often the copy whose tracer moved most is the
+source (with the clean image's help: an upper reading no scorer of the evidence alone is held
+to), and tracing accuracy (the run's scorer, top-1) and transfer by the queries each example
+took. Needs the run's data set, as its stages do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from omegaconf import OmegaConf
+
+from tracer.config import to_spec
+from tracer.evaluation.anatomy import by_queries, fooled_by_chance, tracer_share
+from tracer.evaluation.metrics import transferable
+from tracer.models.common_directions import EPSILON
+from tracer.pipeline import load_data
+from tracer.runs import load_run
+from tracer.stages import traced_evidence
+from tracer.stages.tracing import scorer_name
+from tracer.tracing import verdict
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run")
+    p.add_argument("--images", type=int, default=2000)
+    args = p.parse_args(argv)
+    run = load_run(args.run)
+    spec = to_spec(OmegaConf.load(run.path / "config.yaml"))
+    copies = run.load_copies().eval()
+    if not hasattr(copies, "tracer_pre_activations"):
+        raise SystemExit(f"{args.run}: its copies have no tracer (method "
+                         f"{run.manifest.get('method')!r}); the anatomy reads the tracer's")
+    data = load_data(spec, download=False)
+    scorer = scorer_name(copies, spec.scorer)
+    n = min(args.images, len(data.x_test))
+    result = {"run": str(run.path), "scorer": scorer, "epsilon": EPSILON,
+              "fooled_by_chance": fooled_by_chance(copies.base, data.x_test[:n],
+                                                   data.y_test[:n], EPSILON, seed=spec.seed),
+              "attacks": {}}
+    for name in run.attacks():
+        ev = run.load_evidence(name)
+        if not len(ev):
+            continue
+        traced = traced_evidence(copies, ev)
+        named, _ = verdict(traced.scores[scorer])
+        share = tracer_share(copies, ev, data.x_test[ev.clean_index])
+        own = share["tracer"][torch.arange(len(ev)), ev.source]
+        result["attacks"][name] = {
+            "num": len(ev),
+            "source_tracer_median": float(own.median()),
+            "other_tracers_median": float(share["tracer"].median()),
+            "classifier_median": float(share["classifier"].median()),
+            "oracle_traced": float((share["oracle"] == ev.source).float().mean()),
+            "by_queries": by_queries(ev.queries, named == ev.source,
+                                     transferable(traced.labels, ev))}
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The readings of what an attack's evidence holds of its source (tracer.evaluation.anatomy)."""
+import pytest
+import torch
+from torch import nn
+
+from tracer.evaluation.anatomy import by_queries, fooled_by_chance, tracer_share
+from tracer.evidence import Evidence
+
+
+class Threshold(nn.Module):
+    """Label 1 where some pixel is more than ``tol`` from 0.5, else label 0."""
+
+    def __init__(self, tol: float):
+        super().__init__()
+        self.tol = tol
+
+    def forward(self, x):
+        far = (x - 0.5).abs().flatten(1).amax(1) > self.tol
+        return torch.stack([(~far).float(), far.float()], dim=1)
+
+
+def test_fooled_by_chance_counts_only_the_images_c_got_right():
+    x = torch.full((40, 1, 8, 8), 0.5)
+    y = torch.zeros(40, dtype=torch.long)
+    y[:10] = 1                                   # wrong before any perturbation
+    assert fooled_by_chance(Threshold(0.05), x, y) == {"stripes": 1.0, "signs": 1.0,
+                                                       "blocks": 1.0}
+    assert fooled_by_chance(Threshold(0.2), x, y) == {"stripes": 0.0, "signs": 0.0,
+                                                      "blocks": 0.0}
+    with pytest.raises(ValueError, match="labels none of the images right"):
+        fooled_by_chance(Threshold(0.05), x, torch.ones(40, dtype=torch.long))
+
+
+def test_tracer_share_splits_each_copys_output_change_into_tracer_and_classifier():
+    from conftest import tiny_copies
+    copies = tiny_copies(keying="projection")
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(6, 1, 8, 8, generator=g)
+    x_adv = (clean + 0.1 * torch.randn(6, 1, 8, 8, generator=g)).clamp(0, 1)
+    y_true, y_adv = torch.tensor([0, 1, 2, 3, 4, 5]), torch.tensor([1, 2, 3, 4, 5, 6])
+    ev = Evidence(x_adv, y_true, y_adv, torch.tensor([0, 1, 2, 0, 1, 2]),
+                  torch.zeros(6, dtype=torch.long), torch.arange(6))
+    share = tracer_share(copies, ev, clean, batch_size=4)
+    with torch.no_grad():
+        out_adv, out_clean = copies.outputs(x_adv), copies.outputs(clean)
+    rows = torch.arange(6)
+    moved = (out_adv[rows, :, y_adv] - out_adv[rows, :, y_true]) - \
+        (out_clean[rows, :, y_adv] - out_clean[rows, :, y_true])          # [n, m]
+    assert torch.allclose(share["tracer"] + share["classifier"].unsqueeze(1), moved, atol=1e-6)
+    assert torch.equal(share["oracle"], share["tracer"].argmax(1))
+    unmoved = Evidence(clean, y_true, y_adv, ev.source, ev.queries, ev.clean_index)
+    still = tracer_share(copies, unmoved, clean)
+    assert torch.equal(still["tracer"], torch.zeros(6, 3))
+    assert torch.equal(still["classifier"], torch.zeros(6))
+
+
+def test_by_queries_buckets_examples_and_leaves_empty_buckets_out():
+    queries = torch.tensor([1, 3, 40, 60, 700])
+    correct = torch.tensor([False, True, True, True, True])
+    transfer = torch.tensor([True, True, False, True, False])
+    assert by_queries(queries, correct, transfer) == [
+        {"queries": [0, 5], "num": 2, "traced": 0.5, "transferable": 1.0},
+        {"queries": [20, 100], "num": 2, "traced": 1.0, "transferable": 0.5},
+        {"queries": [500, None], "num": 1, "traced": 1.0, "transferable": 0.0}]

@@ -1,0 +1,50 @@
+"""C's training loop: the random attack-like perturbations it can be trained under."""
+import pytest
+import torch
+from torch import nn
+
+from tracer.separation.train import ClassifierTraining, random_perturbations, train_classifier
+
+
+def test_random_perturbations_perturb_the_share_asked_at_the_budget_by_each_law():
+    g = torch.Generator().manual_seed(0)
+    delta = random_perturbations((3000, 1, 8, 8), 0.5, 0.1, g)
+    size = delta.abs().flatten(1).amax(1)
+    on = size > 0
+    assert 0.46 < on.float().mean() < 0.54
+    assert torch.allclose(size[on], torch.full_like(size[on], 0.1))
+    assert torch.equal(delta[on].abs(), torch.full_like(delta[on], 0.1))   # every pixel moved
+    # each law shows in its shape: stripes are constant down a column, blocks over 2 x 2 cells
+    # of an 8 x 8 image (a 4 x 4 grid), signs neither
+    d = delta[on]
+    stripes = (d == d[..., :1, :]).flatten(1).all(1)
+    blocks = (d == d[..., ::2, ::2].repeat_interleave(2, -2)
+              .repeat_interleave(2, -1)).flatten(1).all(1)
+    signs = ~stripes & ~blocks
+    for law in (stripes, blocks, signs):
+        assert 0.28 < law.float().mean() < 0.39
+    assert torch.equal(random_perturbations((5, 1, 8, 8), 0.0, 0.1, g), torch.zeros(5, 1, 8, 8))
+
+
+def _trained(random_share):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(48) % 3
+    spec = ClassifierTraining(epochs=1, batch_size=16, random_share=random_share)
+    train_classifier(model, x, y, spec, seed=2, progress=False)
+    return model.state_dict()
+
+
+def test_c_trained_under_random_perturbations_sees_other_images_seeded():
+    plain, perturbed, again = _trained(0.0), _trained(1.0), _trained(1.0)
+    assert any(not torch.equal(plain[k], perturbed[k]) for k in plain)
+    assert all(torch.equal(perturbed[k], again[k]) for k in plain)
+
+
+@pytest.mark.parametrize("share, epsilon", [(1.5, 0.1), (-0.1, 0.1), (0.5, -0.1)])
+def test_bad_random_perturbation_settings_are_refused(share, epsilon):
+    spec = ClassifierTraining(epochs=1, random_share=share, random_epsilon=epsilon)
+    with pytest.raises(ValueError, match="random_share must be in"):
+        train_classifier(nn.Linear(4, 2), torch.rand(4, 4), torch.zeros(4, dtype=torch.long),
+                         spec, progress=False)
