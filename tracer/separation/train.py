@@ -37,7 +37,7 @@ class ClassifierTraining:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    random_share: float = 0.0
+    random_share: float = 0.5     # C's training only: finetuning a copy's C_i draws none
     random_epsilon: float = 0.1
 
 
