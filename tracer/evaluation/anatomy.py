@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tracer.data import batches
 from tracer.evidence import Evidence
 from tracer.models.common_directions import attack_like_perturbations
+from tracer.models.predict import predict_labels
 
 # bucket edges of by_queries: a random start (Square's first check and its stripes), a few
 # steps, then roughly every fivefold
@@ -32,14 +33,11 @@ def fooled_by_chance(classifier: nn.Module, x: Tensor, y: Tensor, epsilon: float
     +-``epsilon`` draw of the law makes it label wrong. Shape: x [n, C, H, W]; y [n]."""
     laws = attack_like_perturbations(tuple(x.shape), torch.Generator().manual_seed(seed),
                                      epsilon)
-
-    def labels(images: Tensor) -> Tensor:
-        return torch.cat([classifier(images[i]).argmax(-1) for i in batches(len(images),
-                                                                            batch_size)])
-    right = labels(x) == y
+    right = predict_labels(classifier, x, batch_size) == y
     if not right.any():
         raise ValueError("the classifier labels none of the images right")
-    return {law: float(((labels((x + d).clamp(0.0, 1.0)) != y) & right).sum() / right.sum())
+    return {law: float(((predict_labels(classifier, (x + d).clamp(0.0, 1.0), batch_size) != y)
+                        & right).sum() / right.sum())
             for law, d in laws.items()}
 
 
