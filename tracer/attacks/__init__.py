@@ -8,9 +8,10 @@ from tracer.attacks.oracle import (THREATS, HardLabelOracle, QueryBudgetExceeded
                                    ThreatModelViolation, WhiteBoxModel, make_view)
 from tracer.attacks.qeba import QEBA
 from tracer.attacks.score_based import NES, Bandits
+from tracer.attacks.square import BatchedSquare
 from tracer.attacks.surfree import SurFree
 
-__all__ = ["AdvertorchAttack", "ArtAttack", "BatchedBoundary", "BatchedHopSkipJump", "QEBA",
-           "SurFree", "NES", "Bandits", "AttackSpec", "attack_copy", "shared_pool",
-           "THREATS", "HardLabelOracle", "ScoreOracle", "WhiteBoxModel", "QueryBudgetExceeded",
-           "ThreatModelViolation", "make_view"]
+__all__ = ["AdvertorchAttack", "ArtAttack", "BatchedBoundary", "BatchedHopSkipJump",
+           "BatchedSquare", "QEBA", "SurFree", "NES", "Bandits", "AttackSpec", "attack_copy",
+           "shared_pool", "THREATS", "HardLabelOracle", "ScoreOracle", "WhiteBoxModel",
+           "QueryBudgetExceeded", "ThreatModelViolation", "make_view"]
