@@ -83,6 +83,14 @@ def choose_threshold(innocent: dict[str, Scores], max_false_accusation: float,
     return threshold
 
 
+def stored_threshold(stored: float | None) -> float:
+    """A threshold as ``innocent/calibration.json`` stores it, for ``tracing.verdict``: null
+    there is :func:`choose_threshold`'s -inf (no score bound, yet a verdict abstains on a top
+    that is ineligible, fails the key test or ties), where ``None`` to ``verdict`` would mean
+    no abstention at all."""
+    return -math.inf if stored is None else float(stored)
+
+
 def halves(n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A seeded split of n items into a calibration half and a held-out half (index tensors)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

@@ -8,7 +8,6 @@ densities fitted on the run's own evidence (tracer.confidence). Files are read a
 """
 from __future__ import annotations
 
-import math
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor
 
 import tracer
+from tracer.abstention import stored_threshold
 from tracer.confidence import fit_densities
 from tracer.io import read_json, sha256_file
 from tracer.runs import Run
@@ -134,8 +134,7 @@ class Investigator:
         x = read_image(path, self.shape).unsqueeze(0)
         scores = self._scores(x, None)
         order = scores.order()[0]
-        bound = -math.inf if self.threshold is None else self.threshold
-        verdict = int(named(scores, bound)[0])
+        verdict = int(named(scores, stored_threshold(self.threshold))[0])
         elig = scores.eligibility()[0]
         cands = [{"copy": int(i), "score": float(scores.value[0, i]), "eligible": bool(elig[i])}
                  for i in order]

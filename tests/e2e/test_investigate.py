@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import tracer
+from tracer.abstention import stored_threshold
 from tracer.stages import traced_evidence
 from tracer.tracing import named
 
@@ -26,7 +27,7 @@ def traced_example(run):
     ev = run.load_evidence("hsja")
     cal = json.loads(run.calibration_path.read_text())
     scores = traced_evidence(run.load_copies(), ev).scores[cal["scorer"]]
-    ok = (named(scores, cal["threshold"]) == ev.source).nonzero().flatten()
+    ok = (named(scores, stored_threshold(cal["threshold"])) == ev.source).nonzero().flatten()
     assert len(ok), "the tiny run names no HSJA example: the test proves nothing"
     i = int(ok[0])
     return ev.x[i].numpy(), int(ev.source[i])

@@ -174,3 +174,14 @@ def test_innocent_evidence_has_no_source_and_the_spec_checks_its_sets():
     with pytest.raises(ValueError, match="unknown innocent set 'independent_hsja'"):
         spec.attack("independent_hsja")
     assert InnocentSpec(sets=["clean", "jpeg"], attacks=[pgd]).names() == ["clean", "jpeg"]
+
+
+def test_a_stored_null_threshold_still_abstains_on_a_top_that_cannot_be_named():
+    from tracer.abstention import stored_threshold
+    from tracer.tracing import named
+    # copy 0 tops both rows; on the second it fails the key test
+    scores = Scores(torch.tensor([[0.5, 0.1], [0.4, 0.2]]),
+                    vouched=torch.tensor([[True, True], [False, True]]))
+    assert stored_threshold(None) == -math.inf and stored_threshold(0.25) == 0.25
+    assert named(scores, stored_threshold(None)).tolist() == [0, -1]
+    assert named(scores, None).tolist() == [0, 0]       # None to verdict: no abstention at all
