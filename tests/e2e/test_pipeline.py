@@ -100,6 +100,17 @@ def test_calibrate_remakes_an_innocent_set_asked_for_at_another_size(tiny_run):
     assert json.loads(path.read_text()) == before
 
 
+def test_calibrate_reruns_for_an_attack_added_to_the_run(tiny_run, tmp_path):
+    import shutil
+    from tracer.io import write_json
+    run = tracer.load_run(shutil.copytree(tiny_run.path, tmp_path / "run"))
+    before = json.loads(run.calibration_path.read_text())
+    # as calibrated before PGD's evidence was made: PGD has no detection rate
+    write_json(run.calibration_path, {**before, "attacks": {"hsja": before["attacks"]["hsja"]}})
+    tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), run.path)
+    assert json.loads(run.calibration_path.read_text()) == before
+
+
 def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     import runpy
     main = runpy.run_path(str(ROOT / "scripts" / "threshold_splits.py"))["main"]

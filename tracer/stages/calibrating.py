@@ -33,21 +33,24 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
     and measure false accusations (held-out halves) and detection (every attack's evidence,
     traced with the same scorer) at it; writes ``innocent/`` and returns
     ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer,
-    the manifest (the copies and how tracing reads them) or the threshold's settings differ (the
-    innocent sets are kept either way). ``separation``
+    the manifest (the copies and how tracing reads them), the threshold's settings or the run's
+    attacks differ (the innocent sets are kept either way). ``separation``
     says how the independent set's classifier is trained (as C is); ``scorer`` is the trace
     stage's."""
     run = Run(out)
     use = scorer_name(copies, scorer)
     unsold = getattr(copies, "num_unsold", 0)
     manifest = sha256_file(run.manifest_path)   # the copies and how tracing reads them
+    evidence = {name: ev for name in run.attacks() if len(ev := run.load_evidence(name))}
     if run.stage_done("calibrate"):
         done = read_json(run.calibration_path)
         made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
                      done.get("unsold_keys"), done.get("manifest_sha256"),
-                     {k: v.get("num") for k, v in done.get("innocent", {}).items()})
+                     {k: v.get("num") for k, v in done.get("innocent", {}).items()},
+                     sorted(done.get("attacks", {})))
+        # an attack added to the run since needs its detection at the threshold too
         if made_with == (use, spec.max_false_accusation, spec.confidence, unsold, manifest,
-                         {k: spec.size(k) for k in spec.names()}):
+                         {k: spec.size(k) for k in spec.names()}, sorted(evidence)):
             return done
     innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
                                                             seed, device, progress),
@@ -57,12 +60,8 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
              for name, s in innocent.items()}
     threshold = choose_threshold({k: s.select(split[k][0]) for k, s in innocent.items()},
                                  spec.max_false_accusation, spec.confidence)
-    attacks = {}
-    for name in run.attacks():
-        ev = run.load_evidence(name)
-        if len(ev):
-            attacks[name] = (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
-                             ev.source)
+    attacks = {name: (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
+                      ev.source) for name, ev in evidence.items()}
     result = {
         # null: no score bound is needed; a verdict still needs a nameable top (tracer.tracing)
         "scorer": use, "threshold": threshold if math.isfinite(threshold) else None,
