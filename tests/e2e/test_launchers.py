@@ -27,8 +27,10 @@ def pipeline(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweeps")
+    # the second launcher's jobs take C and T_0 from the train cache the first one filled
     for name, extra in LAUNCHERS.items():
         pipeline("-m", *TINY, f"hydra/launcher={name}", *extra, "separation.alpha=0.1,0.15",
+                 f"separation.train_cache={root / 'train_cache'}",
                  f"hydra.sweep.dir={root / name}")
     return root
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tracer
-from tracer.abstention import detection_rate, rate_upper_bound
+from tracer.abstention import detection_rate, rate_upper_bound, stored_threshold
 from tracer.evaluation.metrics import AttackMetrics, RunMetrics
 from tracer.runs import Run
 
@@ -193,7 +193,7 @@ def test_deep_white_box_evidence_is_traced_or_abstained_on_never_pinned_on_a_wro
     threshold no example names a copy that is not its source."""
     from tracer.tracing import named
     ev = tiny_run.load_evidence("pgd")
-    threshold = json.loads(tiny_run.calibration_path.read_text())["threshold"]
+    threshold = stored_threshold(json.loads(tiny_run.calibration_path.read_text())["threshold"])
     scores = tiny_run.load_scores("pgd")
     verdicts = named(scores, threshold)
     pgd = json.loads(tiny_run.metrics_path.read_text())["attacks"]["pgd"]
@@ -258,24 +258,10 @@ def test_cli_runs_the_report_stage(tiny_run):
     assert "| hsja |" in proc.stdout
 
 
-def test_same_seed_gives_identical_copies_evidence_and_verdicts(tiny_run, tmp_path):
-    again = tracer.run(tracer.compose("debug=tiny"), tmp_path / "again")
-    first, second = (json.loads((r.path / "separate" / "manifest.json").read_text())
-                     for r in (tiny_run, again))
-    assert first["files"] == second["files"]            # sha256 of C and T_0
-    keys = ("keying", "permutations", "projection_seed", "projections_sha256")
-    assert [first.get(k) for k in keys] == [second.get(k) for k in keys]
-    for name in ("hsja", "pgd"):
-        a, b = tiny_run.load_evidence(name), again.load_evidence(name)
-        assert torch.equal(a.x, b.x) and torch.equal(a.source, b.source)
-        assert torch.equal(a.queries, b.queries)
-        verdicts = [(r.path / "trace" / name / "verdicts.csv").read_text() for r in (tiny_run, again)]
-        assert verdicts[0] == verdicts[1]
-
-
 def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     """SIGKILL the CLI in the middle of the attack stage, rerun the same command: the finished run
-    equals an uninterrupted one (both from the CLI: the test process's thread settings differ)."""
+    equals an uninterrupted one (both from the CLI: the test process's thread settings differ),
+    bit for bit: the same seed gives the same copies, keys, evidence and verdicts."""
     def command(out):
         return [sys.executable, "-m", "tracer.pipeline", "debug=tiny", f"hydra.run.dir={out}"]
 
@@ -295,8 +281,15 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
         done = subprocess.run(command(out), cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr[-2000:]
     a, b = Run(whole), Run(killed)
+    assert a.manifest["files"] == b.manifest["files"]            # sha256 of C and T_0
+    keys = ("keying", "permutations", "projection_seed", "projections_sha256")
+    assert [a.manifest.get(k) for k in keys] == [b.manifest.get(k) for k in keys]
     for name in ("hsja", "pgd"):
-        assert torch.equal(a.load_evidence(name).x, b.load_evidence(name).x), name
+        first, second = a.load_evidence(name), b.load_evidence(name)
+        assert torch.equal(first.x, second.x) and torch.equal(first.source, second.source), name
+        assert torch.equal(first.queries, second.queries), name
+        verdicts = [(r.path / "trace" / name / "verdicts.csv").read_text() for r in (a, b)]
+        assert verdicts[0] == verdicts[1], name
     assert json.loads(a.metrics_path.read_text())["attacks"] == \
         json.loads(b.metrics_path.read_text())["attacks"]
 
