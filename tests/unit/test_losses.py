@@ -78,6 +78,18 @@ def test_mixed_noise_draws_each_law_at_its_weight_each_image_at_unit_mean_square
     assert odd.shape == (3, 3, 7, 9) and torch.isfinite(odd).all()
 
 
+def test_attack_like_noise_is_half_white_half_the_attack_laws_at_unit_mean_square():
+    xi = draw_noise((2000, 1, 28, 28), "attack_like", torch.Generator().manual_seed(0))
+    signs = (xi.abs() == 1).flatten(1).all(dim=1)          # a law of +-1 signs
+    assert abs(signs.float().mean() - 0.5) < 0.04
+    assert torch.allclose(xi[signs].pow(2).flatten(1).mean(1), torch.ones(int(signs.sum())))
+    assert abs(xi[~signs].pow(2).mean() - 1) < 0.01       # the Gaussian's, in expectation
+    stripes = (xi[signs] == xi[signs][:, :, :1]).all(dim=2).all(dim=(1, 2))
+    assert 0.15 < stripes.float().mean() < 0.35            # one law in four
+    again = draw_noise((2000, 1, 28, 28), "attack_like", torch.Generator().manual_seed(0))
+    assert torch.equal(xi, again)
+
+
 def test_noise_prediction_loss_sums_pixels_averages_batch():
     pred = torch.zeros(2, 1, 2, 2)
     noise = torch.ones(2, 1, 2, 2)

@@ -200,6 +200,20 @@ def test_attack_like_laws_are_signs_of_epsilon_shaped_as_their_attacks():
                        .repeat_interleave(cell, 3))
 
 
+def test_square_mosaic_is_stripes_overwritten_by_one_square_of_each_side():
+    from tracer.models.common_directions import square_mosaic
+    g = torch.Generator().manual_seed(0)
+    m = square_mosaic((200, 2, 28, 28), g, 0.1)
+    assert m.shape == (200, 2, 28, 28) and torch.allclose(m.abs(), torch.full_like(m, 0.1))
+    # the squares break the stripes: no image keeps every column constant
+    column_constant = (m == m[:, :, :1]).all(dim=2)
+    assert not column_constant.all(dim=(1, 2)).all()
+    one = square_mosaic((1, 1, 28, 28), torch.Generator().manual_seed(1), 0.1, halvings=1)[0, 0]
+    constant = [bool((one[r:r + 25, c:c + 25] == one[r, c]).all())
+                for r in range(4) for c in range(4)]
+    assert any(constant)    # the one square, 25 x 25 (0.8 of the pixels); stripes elsewhere
+
+
 class _SubspaceResidual(nn.Module):
     """A stand-in tracer whose debiased residual of x is x's part in a fixed 3-dim subspace."""
 

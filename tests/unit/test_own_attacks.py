@@ -7,6 +7,7 @@ from tracer.attacks import (NES, QEBA, AdvertorchAttack, Bandits, BatchedSquare,
                             ScoreOracle, SurFree)
 from tracer.attacks.score_based import _exponentiated_gradient
 from tracer.attacks.square import window_share
+from tracer.models.common_directions import square_windows
 from tracer.attacks.surfree import _dct_matrix, _low_frequency_noise
 
 from conftest import linear_case
@@ -172,7 +173,7 @@ def test_square_window_shrinks_on_the_authors_schedule():
 
 def test_square_windows_are_squares_inside_the_image_and_candidates_always_change():
     gen = torch.Generator().manual_seed(0)
-    window = BatchedSquare._window(50, 8, 8, 3, gen, torch.device("cpu"))
+    window = square_windows(50, 8, 8, 3, gen)
     assert window.shape == (50, 1, 8, 8) and (window.flatten(1).sum(1) == 9).all()
     rows, cols = window.any(dim=3).squeeze(1), window.any(dim=2).squeeze(1)
     assert (rows.sum(1) == 3).all() and (cols.sum(1) == 3).all()

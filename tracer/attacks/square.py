@@ -23,6 +23,7 @@ from torch import Tensor
 
 from tracer.attacks.margin import margin_per_example
 from tracer.attacks.oracle import ScoreOracle
+from tracer.models.common_directions import square_windows
 from tracer.seeding import derived_seed
 
 # Shares of 10,000 iterations after which the window's area halves (the authors' schedule,
@@ -85,7 +86,7 @@ class BatchedSquare:
                 break
             side = min(max(round(math.sqrt(window_share(self.p_init, it, self.max_iter) * h * w)),
                            1), h - 1, w - 1)
-            window = self._window(len(a), h, w, side, gen, x.device)
+            window = square_windows(len(a), h, w, side, gen, x.device)
             signs = self.eps * self._signs((len(a), c, 1, 1), gen, x.device)
             cand = self._candidates(x[a], best[a], window, signs)
             new = self._margin(cand, y[a], a)
@@ -97,15 +98,6 @@ class BatchedSquare:
     @staticmethod
     def _signs(shape: tuple, gen: torch.Generator, device) -> Tensor:
         return torch.randint(0, 2, shape, generator=gen, device=device).float() * 2 - 1
-
-    @staticmethod
-    def _window(k: int, h: int, w: int, side: int, gen: torch.Generator, device) -> Tensor:
-        """A [k, 1, h, w] mask of one side x side square per image, each at its own place."""
-        top = torch.randint(0, h - side + 1, (k, 1, 1, 1), generator=gen, device=device)
-        left = torch.randint(0, w - side + 1, (k, 1, 1, 1), generator=gen, device=device)
-        r = torch.arange(h, device=device).view(1, 1, h, 1)
-        col = torch.arange(w, device=device).view(1, 1, 1, w)
-        return (r >= top) & (r < top + side) & (col >= left) & (col < left + side)
 
     def _candidates(self, x: Tensor, best: Tensor, window: Tensor, signs: Tensor) -> Tensor:
         """``best`` with its perturbation set to ``signs`` on ``window``; where that changes no

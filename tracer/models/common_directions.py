@@ -46,6 +46,35 @@ def attack_like_perturbations(shape: tuple[int, ...], generator: torch.Generator
             "blocks": blocks}
 
 
+def square_windows(k: int, h: int, w: int, side: int, generator: torch.Generator,
+                   device: torch.device | str = "cpu") -> Tensor:
+    """A [k, 1, h, w] mask of one ``side`` x ``side`` square per image, each at its own uniform
+    place inside the image (Square's window)."""
+    top = torch.randint(0, h - side + 1, (k, 1, 1, 1), generator=generator, device=device)
+    left = torch.randint(0, w - side + 1, (k, 1, 1, 1), generator=generator, device=device)
+    rows = torch.arange(h, device=device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, 1, w)
+    return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+
+
+def square_mosaic(shape: tuple[int, ...], generator: torch.Generator,
+                  epsilon: float = EPSILON, p_init: float = 0.8, halvings: int = 10) -> Tensor:
+    """What Square's random search leaves: vertical stripes of +-``epsilon`` overwritten by one
+    square of +-``epsilon`` (a sign per channel) of each side its schedule passes through, from
+    ``p_init`` of the pixels down, halving the area ``halvings - 1`` times, each at a random
+    place. Shape [n, C, H, W]."""
+    n, c, h, w = shape
+
+    def signs(*size: int) -> Tensor:
+        return epsilon * torch.sign(torch.randn(*size, generator=generator))
+
+    out = signs(n, c, 1, w).expand(n, c, h, w).clone()
+    for j in range(halvings):
+        side = min(max(round((p_init / 2 ** j * h * w) ** 0.5), 1), h - 1, w - 1)
+        out = torch.where(square_windows(n, h, w, side, generator), signs(n, c, 1, 1), out)
+    return out
+
+
 @torch.no_grad()
 def common_directions(tracer: nn.Module, images: Tensor, num: int, *, seed: int = 0,
                       batch_size: int = 500) -> Tensor:

@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tracer.models.common_directions import attack_like_perturbations, square_mosaic
+
 TRAP_FORMS = ("abs", "square")
-NOISE_KINDS = ("gaussian", "uniform", "mixture")
+NOISE_KINDS = ("gaussian", "uniform", "mixture", "attack_like")
 
 
 def noise_sensitive_loss(t_clean: Tensor, t_noisy: Tensor, theta_deg: float = 75.0,
@@ -39,13 +41,15 @@ def vae_loss(recon: Tensor, x: Tensor, mu: Tensor, sigma: Tensor) -> tuple[Tenso
 def draw_noise(shape: tuple[int, ...], kind: str, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> Tensor:
     """Unit-scale noise xi: standard Gaussian, or uniform in [-1, 1], per entry; or
-    :func:`mixed_noise`."""
+    :func:`mixed_noise` or :func:`attack_like_noise`."""
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=device)
     if kind == "uniform":
         return torch.rand(shape, generator=generator, device=device) * 2 - 1
     if kind == "mixture":
         return mixed_noise(shape, generator, device)
+    if kind == "attack_like":
+        return attack_like_noise(shape, generator, device)
     raise ValueError(f"unknown noise kind {kind!r}; known: {NOISE_KINDS}")
 
 
@@ -78,6 +82,23 @@ def mixed_noise(shape: tuple[int, ...], generator: torch.Generator | None = None
             z = F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
         out[rows] = z / z.pow(2).flatten(1).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
     return out
+
+
+def attack_like_noise(shape: tuple[int, ...], generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> Tensor:
+    """Per image, white Gaussian noise (half of the images) or one of the laws attacks draw from
+    at +-1 (the other half, each law as likely): the attack-like laws of
+    ``tracer.models.common_directions`` (vertical stripes, per-pixel signs, coarse blocks) and
+    Square's mosaic of stripes and squares of every side its schedule passes through. Every
+    image's noise has unit mean square, as the Gaussian's has in expectation. Shape [n, C, H, W].
+    """
+    g = generator if generator is not None else torch.default_generator
+    n = shape[0]
+    laws = [*attack_like_perturbations(shape, g, 1.0).values(), square_mosaic(shape, g, 1.0)]
+    pick = torch.randint(len(laws), (n,), generator=g)
+    out = torch.stack(laws)[pick, torch.arange(n)].to(device)
+    white = (torch.rand(n, generator=g) < 0.5).to(device)
+    return torch.where(white.view(-1, 1, 1, 1), torch.randn(shape, generator=g).to(device), out)
 
 
 def noise_prediction_loss(predicted: Tensor, noise: Tensor) -> Tensor:
