@@ -8,7 +8,6 @@ densities fitted on the run's own evidence (tracer.confidence). Files are read a
 """
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path

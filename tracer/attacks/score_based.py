@@ -22,21 +22,25 @@ from tracer.attacks.oracle import ScoreOracle
 from tracer.seeding import derived_seed
 
 
-class ScoreSignAttack:
-    """Base: ``perturb(x, y) -> x_adv`` within an Linf ball of radius ``eps``; subclasses write
-    ``_estimate(x_adv, y, active, gen) -> gradient estimate`` and ``queries_per_step``."""
+class ScoreSearch:
+    """Base of the score-based attacks of ours: each query's margin, charged to its image."""
 
-    queries_per_step: int
-
-    def __init__(self, predict: ScoreOracle, eps: float = 0.1, lr: float = 0.01,
-                 max_iter: int = 1000, seed: int = 0):
+    def __init__(self, predict: ScoreOracle):
         if not isinstance(predict, ScoreOracle):
             raise TypeError(f"{type(self).__name__} takes a ScoreOracle, "
                             f"not a {type(predict).__name__}")
-        if eps <= 0 or lr <= 0:
-            raise ValueError(f"eps and lr must be positive, got eps={eps}, lr={lr}")
-        self.oracle, self.eps, self.lr, self.max_iter, self.seed = predict, eps, lr, max_iter, seed
+        self.oracle = predict
         self.last_queries = torch.zeros(0, dtype=torch.long)
+
+    def _begin(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """Start counting queries for the images ``x`` [n]; their labels (the copy's answer,
+        one query each, where ``y`` is None) on x's device."""
+        self.oracle.reset(len(x))
+        self._queries = torch.zeros(len(x), dtype=torch.long)
+        if y is None:
+            y = self.oracle(x).argmax(1)
+            self._queries += 1
+        return y.to(x.device)
 
     def _margin(self, xs: Tensor, y: Tensor, owner: Tensor) -> Tensor:
         """Margin of each row (> 0: adversarial); one query per row, charged to ``owner``."""
@@ -44,18 +48,27 @@ class ScoreSignAttack:
         self._queries.index_add_(0, owner.cpu(), torch.ones(len(xs), dtype=torch.long))
         return margin_per_example(scores, y)
 
+
+class ScoreSignAttack(ScoreSearch):
+    """Base: ``perturb(x, y) -> x_adv`` within an Linf ball of radius ``eps``; subclasses write
+    ``_estimate(x_adv, y, active, gen) -> gradient estimate`` and ``queries_per_step``."""
+
+    queries_per_step: int
+
+    def __init__(self, predict: ScoreOracle, eps: float = 0.1, lr: float = 0.01,
+                 max_iter: int = 1000, seed: int = 0):
+        super().__init__(predict)
+        if eps <= 0 or lr <= 0:
+            raise ValueError(f"eps and lr must be positive, got eps={eps}, lr={lr}")
+        self.eps, self.lr, self.max_iter, self.seed = eps, lr, max_iter, seed
+
     @torch.no_grad()
     def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Shape: x [n, C, H, W] in [0, 1]; y [n] true labels -> x_adv like x, ||x_adv - x||_inf
         <= eps."""
         n = len(x)
-        self.oracle.reset(n)
-        self._queries = torch.zeros(n, dtype=torch.long)
+        y = self._begin(x, y)
         all_rows = torch.arange(n, device=x.device)
-        if y is None:
-            y = self.oracle(x).argmax(1)
-            self._queries += 1
-        y = y.to(x.device)
         gen = torch.Generator(device=x.device).manual_seed(derived_seed(self.seed, "score_based"))
         self._reset_state(x)
         x_adv, active = x.clone(), torch.ones(n, dtype=torch.bool, device=x.device)

@@ -21,8 +21,8 @@ import math
 import torch
 from torch import Tensor
 
-from tracer.attacks.margin import margin_per_example
 from tracer.attacks.oracle import ScoreOracle
+from tracer.attacks.score_based import ScoreSearch
 from tracer.models.common_directions import square_windows
 from tracer.seeding import derived_seed
 
@@ -37,38 +37,26 @@ def window_share(p_init: float, iteration: int, max_iter: int) -> float:
     return p_init / 2 ** bisect.bisect_left(_HALVINGS, at)
 
 
-class BatchedSquare:
+class BatchedSquare(ScoreSearch):
     """``perturb(x, y) -> x_adv`` within an Linf ball of radius ``eps``, querying only
     ``predict``'s scores. ``last_queries`` holds each image's queries; an image stops at the
     oracle's per-image budget (keeping its best point) and never exceeds it."""
 
     def __init__(self, predict: ScoreOracle, eps: float = 0.1, max_iter: int = 2000,
                  p_init: float = 0.8, seed: int = 0):
-        if not isinstance(predict, ScoreOracle):
-            raise TypeError(f"BatchedSquare takes a ScoreOracle, not a {type(predict).__name__}")
+        super().__init__(predict)
         if eps <= 0 or not 0 < p_init <= 1 or max_iter < 1:
             raise ValueError(f"Square needs eps > 0, 0 < p_init <= 1 and max_iter >= 1, got "
                              f"eps={eps}, p_init={p_init}, max_iter={max_iter}")
-        self.oracle, self.eps, self.max_iter, self.p_init, self.seed = \
-            predict, eps, max_iter, p_init, seed
-        self.last_queries = torch.zeros(0, dtype=torch.long)
-
-    def _margin(self, xs: Tensor, y: Tensor, rows: Tensor) -> Tensor:
-        self._queries[rows.cpu()] += 1
-        return margin_per_example(self.oracle(xs), y)
+        self.eps, self.max_iter, self.p_init, self.seed = eps, max_iter, p_init, seed
 
     @torch.no_grad()
     def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Shape: x [n, C, H, W] in [0, 1]; y [n] true labels -> x_adv like x,
         ||x_adv - x||_inf <= eps."""
         n, c, h, w = x.shape
-        self.oracle.reset(n)
-        self._queries = torch.zeros(n, dtype=torch.long)
+        y = self._begin(x, y)
         rows = torch.arange(n, device=x.device)
-        if y is None:
-            y = self.oracle(x).argmax(1)
-            self._queries += 1
-        y = y.to(x.device)
         # The chunk's torch seed (attacks.generate seeds one per chunk) so that chunks differ.
         gen = torch.Generator(device=x.device).manual_seed(
             derived_seed(self.seed, f"square_{int(torch.randint(2**31, (1,)))}"))
