@@ -17,9 +17,9 @@ Success: the example fools the copy within L2 ``--epsilon`` of its clean image (
 its own Linf budget, which both implementations keep by construction). L2 is compared on
 the images both attacks fooled, as the median of ours / ART's per image (paired: the images' own
 spread cancels). A speed ratio counts only where ours is as good on both, within ``TOLERANCE``
-(the attacks' own randomness on a few dozen images): success >= (1 - TOLERANCE) x ART's and the
-paired L2 ratio <= 1 + TOLERANCE (the L2 attacks). A faster attack that stops at bigger perturbations has not done
-the same work, and its ratio is printed as void.
+(the attacks' own randomness on a few dozen images): success >= (1 - TOLERANCE) x ART's and,
+for the L2 attacks, the paired L2 ratio <= 1 + TOLERANCE. A faster attack that stops at bigger
+perturbations has not done the same work, and its ratio is printed as void.
 
 Each attack first runs untimed on two images, so that none pays the process's cold start alone;
 then ``--rounds`` rounds, each on ``--images`` fresh images, run ART and ours in turn, so that a
