@@ -96,7 +96,8 @@ def toy_separation(method: str = "residual") -> SeparationSpec:
     images of pure noise they only blur 48 examples, and one epoch of that leaves C constant
     (tests/unit/test_classifier_training.py tests them)."""
     return SeparationSpec(model=ModelSpec("small_cnn", {"width": 4, "hidden": 8}),
-                          classifier=ClassifierTraining(epochs=1, batch_size=16, random_share=0.0),
+                          classifier=ClassifierTraining(epochs=1, batch_size=16, random_share=0.0,
+                                                         adversarial_share=0.0),
                           tracer=TracerSpec(width=4, depth=3, gain=10.0),
                           tracer_training=TracerTraining(epochs=1, batch_size=16), num_copies=3,
                           method=method)

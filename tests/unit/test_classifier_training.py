@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from tracer.separation.train import ClassifierTraining, random_perturbations, train_classifier
+from tracer.separation.train import (ClassifierTraining, fgsm_random_start, random_perturbations,
+                                     train_classifier)
 
 
 def test_random_perturbations_perturb_the_share_asked_at_the_budget_by_each_law():
@@ -26,12 +27,13 @@ def test_random_perturbations_perturb_the_share_asked_at_the_budget_by_each_law(
     assert torch.equal(random_perturbations((5, 1, 8, 8), 0.0, 0.1, g), torch.zeros(5, 1, 8, 8))
 
 
-def _trained(random_share):
+def _trained(random_share, adversarial_share=0.0):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     x = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.arange(48) % 3
-    spec = ClassifierTraining(epochs=1, batch_size=16, random_share=random_share)
+    spec = ClassifierTraining(epochs=1, batch_size=16, random_share=random_share,
+                              adversarial_share=adversarial_share)
     train_classifier(model, x, y, spec, seed=2, progress=False)
     return model.state_dict()
 
@@ -42,9 +44,45 @@ def test_c_trained_under_random_perturbations_sees_other_images_seeded():
     assert all(torch.equal(perturbed[k], again[k]) for k in plain)
 
 
+def test_c_trained_on_adversarial_examples_sees_other_images_seeded():
+    plain, adversarial, again = _trained(0.5), _trained(0.5, 0.5), _trained(0.5, 0.5)
+    assert any(not torch.equal(plain[k], adversarial[k]) for k in plain)
+    assert all(torch.equal(adversarial[k], again[k]) for k in plain)
+
+
+def test_fgsm_random_start_steps_up_the_loss_within_the_ball():
+    # a linear model: the loss gradient's sign is the same at every point, -sign(w) for class 0
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([torch.linspace(-1, 1, 16), torch.zeros(16)]))
+        model[1].bias.zero_()
+    x = torch.full((3, 1, 4, 4), 0.5)
+    y = torch.zeros(3, dtype=torch.long)
+    start = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    adv = fgsm_random_start(model.train(), x, y, 0.1, start)
+    assert model.training   # its mode is given back
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    # a step of 1.25 eps from any start within eps ends on the side of the gradient's sign
+    w = model[1].weight[0].view(1, 4, 4)
+    assert torch.equal((adv - x)[:, 0].sign(), -w.sign().expand(3, 4, 4))
+    assert (nn.functional.cross_entropy(model(adv), y, reduction="none")
+            > nn.functional.cross_entropy(model(x), y, reduction="none")).all()
+    assert fgsm_random_start(model, torch.zeros(3, 1, 4, 4), y, 0.1, start).min() >= 0
+
+
 @pytest.mark.parametrize("share, epsilon", [(1.5, 0.1), (-0.1, 0.1), (0.5, -0.1)])
 def test_bad_random_perturbation_settings_are_refused(share, epsilon):
     spec = ClassifierTraining(epochs=1, random_share=share, random_epsilon=epsilon)
     with pytest.raises(ValueError, match="random_share must be in"):
+        train_classifier(nn.Linear(4, 2), torch.rand(4, 4), torch.zeros(4, dtype=torch.long),
+                         spec, progress=False)
+
+
+@pytest.mark.parametrize("random_share, share, epsilon", [(0.5, 0.6, 0.1), (0.0, -0.1, 0.1),
+                                                          (0.0, 0.5, -0.1)])
+def test_bad_adversarial_settings_are_refused(random_share, share, epsilon):
+    spec = ClassifierTraining(epochs=1, random_share=random_share, adversarial_share=share,
+                              adversarial_epsilon=epsilon)
+    with pytest.raises(ValueError, match="adversarial_share must be in"):
         train_classifier(nn.Linear(4, 2), torch.rand(4, 4), torch.zeros(4, dtype=torch.long),
                          spec, progress=False)

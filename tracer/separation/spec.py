@@ -43,8 +43,10 @@ class SeparationSpec:
                                  # fine-tuned from C with the gradient-orthogonal loss
     orthogonal_weight: float = 1.0
     masked_fraction: float = 0.1  # watermark: share of input positions each copy masks
-    finetune: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(epochs=1))
-                                 # watermark's copies and the orthogonal C_i start from C
+    # fine-tuning, from C, of the watermark's copies and the orthogonal C_i: as before C saw
+    # adversarial examples (docs/method.md section 11), so that those baselines do not change
+    finetune: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(
+        epochs=1, random_share=0.5, adversarial_share=0.0))
     train_cache: str | None = None  # a directory of trained networks keyed by everything their
                                     # training depends on; None: no cache
 

@@ -32,13 +32,20 @@ class ClassifierTraining:
     ``random_share`` of each batch is seen under a random attack-like perturbation of Linf size
     ``random_epsilon`` (stripes, signs or coarse blocks; ``random_perturbations``): a C that such
     a perturbation fools is fooled before an attack has asked its copy anything, and that
-    evidence carries no trace of the copy (docs/method.md section 9)."""
-    epochs: int = 5
+    evidence carries no trace of the copy (docs/method.md section 9).
+
+    ``adversarial_share`` of each batch (drawn among the images left unperturbed) is seen as an
+    FGSM example with a random start of Linf size ``adversarial_epsilon`` against C as it is
+    (``fgsm_random_start``): a C that its own attacks do not cross within the budget leaves the
+    copy's tracer as the way across (docs/method.md section 11)."""
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    random_share: float = 0.5     # C's training only: finetuning a copy's C_i draws none
+    random_share: float = 0.25
     random_epsilon: float = 0.1
+    adversarial_share: float = 0.25
+    adversarial_epsilon: float = 0.1
 
 
 @dataclass
@@ -137,12 +144,27 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
     if not 0 <= spec.random_share <= 1 or spec.random_epsilon < 0:
         raise ValueError(f"random_share must be in [0, 1] and random_epsilon >= 0, got "
                          f"{spec.random_share} and {spec.random_epsilon}")
+    if not 0 <= spec.adversarial_share <= 1 - spec.random_share or spec.adversarial_epsilon < 0:
+        raise ValueError(f"adversarial_share must be in [0, 1 - random_share] and "
+                         f"adversarial_epsilon >= 0, got {spec.adversarial_share} and "
+                         f"{spec.adversarial_epsilon}")
 
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
         if spec.random_share:
             delta = share.draw(lambda n: random_perturbations(
                 (n, *xb.shape[1:]), spec.random_share, spec.random_epsilon, gen))
             xb = (xb + delta.to(xb.device)).clamp(0.0, 1.0)
+        if spec.adversarial_share:
+            # among the rows the random laws left alone, so the shares add up
+            untouched = (delta == 0).flatten(1).all(1).cpu() if spec.random_share else \
+                torch.ones(len(xb), dtype=torch.bool)
+            pick = share.draw(lambda n: torch.rand(n, generator=gen)) * (1 - spec.random_share)
+            rows = (untouched & (pick < spec.adversarial_share)).nonzero().flatten()
+            start = share.draw(lambda n: torch.rand(n, *xb.shape[1:], generator=gen))[rows]
+            if len(rows):
+                xb = xb.clone()
+                xb[rows] = fgsm_random_start(model, xb[rows], yb[rows], spec.adversarial_epsilon,
+                                             start.to(xb.device))
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         acc = (logits.argmax(1) == yb).float().mean().item()
@@ -151,6 +173,21 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
     return fit(model, x, y, step, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                weight_decay=spec.weight_decay, seed=seed, device=device, checkpoint=checkpoint,
                desc="classifier C", progress=progress)
+
+
+def fgsm_random_start(model: nn.Module, x: Tensor, y: Tensor, epsilon: float,
+                      start: Tensor) -> Tensor:
+    """One FGSM step of 1.25 ``epsilon`` from a uniform random start in the Linf ball, projected
+    back onto it (Wong, Rice and Kolter, "Fast is better than free", ICLR 2020). ``start``:
+    uniform draws in [0, 1) like x. The gradient is taken in eval mode, so that the extra pass
+    moves no batch-norm statistics. Shape: x [n, C, H, W] in [0, 1]; y [n] -> like x."""
+    was_training = model.training
+    model.eval()
+    begin = (x + (2 * start - 1) * epsilon).clamp(0.0, 1.0).requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(model(begin), y), begin)
+    model.train(was_training)
+    step = (begin.detach() - x + 1.25 * epsilon * grad.sign()).clamp(-epsilon, epsilon)
+    return (x + step).clamp(0.0, 1.0)
 
 
 def random_perturbations(shape: tuple[int, ...], share: float, epsilon: float,

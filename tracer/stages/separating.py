@@ -17,7 +17,7 @@ from tracer.models.factory import InputSpec
 from tracer.models.predict import predict_labels
 from tracer.runs import Run, write_manifest
 from tracer.separation.spec import SeparationSpec
-from tracer.separation.train import TracerTraining
+from tracer.separation.train import ClassifierTraining, TracerTraining
 from tracer.separation.trainer import Trainer, input_spec
 
 
@@ -68,7 +68,7 @@ def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: Sepa
     wanted = asdict(spec)
     checks = {
         "base.pt": same_data and other["model"] == wanted["model"]
-        and other["classifier"] == wanted["classifier"],
+        and {**asdict(ClassifierTraining()), **other["classifier"]} == wanted["classifier"],
         # a training setting added since src ran was at its default there
         "tracer_base.pt": same_data and other["method"] == spec.method
         and {**asdict(TracerTraining()), **other["tracer_training"]} == wanted["tracer_training"]
