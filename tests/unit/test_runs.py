@@ -1,5 +1,6 @@
 """The run directory: what separate writes can be read back, and nothing tampered with is used."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -123,6 +124,25 @@ def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path):
     assert sha256_file(tmp_path / "b" / "separate" / "base.pt") != sha256_file(src / "separate" / "base.pt")
     assert sha256_file(tmp_path / "b" / "separate" / "tracer_base.pt") == \
         sha256_file(src / "separate" / "tracer_base.pt")
+
+
+def test_reuse_reads_a_run_recorded_before_c_could_see_adversarial_examples_as_without_them(
+        run_dir, tmp_path):
+    src = _copy_run(run_dir[0], tmp_path / "old")
+    info = src.info()
+    recorded = info["stages"]["separate"]["spec"]["classifier"]
+    del recorded["adversarial_share"], recorded["adversarial_epsilon"]
+    write_json(src.run_json, info)
+    spec = toy_separation(src.manifest["method"])
+    spec.reuse = str(src.path)
+    assert spec.classifier.adversarial_share == 0.0   # as the old run's C was trained
+    separate(toy_data(), spec, tmp_path / "a", progress=False)
+    assert sha256_file(tmp_path / "a" / "separate" / "base.pt") == \
+        sha256_file(src.separate_dir / "base.pt")
+    spec.classifier = replace(spec.classifier, adversarial_share=0.5)
+    separate(toy_data(), spec, tmp_path / "b", progress=False)
+    assert sha256_file(tmp_path / "b" / "separate" / "base.pt") != \
+        sha256_file(src.separate_dir / "base.pt")
 
 
 def test_reuse_of_an_unfinished_run_is_refused(tmp_path):

@@ -17,7 +17,7 @@ from tracer.models.factory import InputSpec
 from tracer.models.predict import predict_labels
 from tracer.runs import Run, write_manifest
 from tracer.separation.spec import SeparationSpec
-from tracer.separation.train import ClassifierTraining, TracerTraining
+from tracer.separation.train import TracerTraining
 from tracer.separation.trainer import Trainer, input_spec
 
 
@@ -55,6 +55,10 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
     return copies
 
 
+# C's training settings that runs recorded before the settings existed trained with
+C_BEFORE_RECORDED = {"adversarial_share": 0.0, "adversarial_epsilon": 0.1}
+
+
 def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: SeparationSpec,
                     seed: int) -> None:
     """Copy C and/or T_0 from finished run ``src`` when they were trained exactly as ``spec``
@@ -68,7 +72,7 @@ def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: Sepa
     wanted = asdict(spec)
     checks = {
         "base.pt": same_data and other["model"] == wanted["model"]
-        and {**asdict(ClassifierTraining()), **other["classifier"]} == wanted["classifier"],
+        and {**C_BEFORE_RECORDED, **other["classifier"]} == wanted["classifier"],
         # a training setting added since src ran was at its default there
         "tracer_base.pt": same_data and other["method"] == spec.method
         and {**asdict(TracerTraining()), **other["tracer_training"]} == wanted["tracer_training"]
