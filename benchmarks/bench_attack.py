@@ -3,6 +3,7 @@ in one process, at equal success and, for the L2 attacks, equal median L2.
 
     python benchmarks/bench_attack.py [--attacks hsja boundary square] [--images 12] [--rounds 2]
                                       [--epsilon 1.0] [--run RUN_DIR] [--device cpu]
+                                      [--override attack.boundary.factory.max_iter=700 ...]
 
 For each attack, on the same images (test images copy 0 classifies correctly) of the same copy:
 
@@ -79,9 +80,10 @@ def attack_images(copy, data, n: int, device: str,
     return x[ok], y[ok]
 
 
-def ours(name: str, oracle):
-    """Our attack ``name`` as the pipeline builds it from configs/attack/<name>.yaml."""
-    spec = to_spec(tracer.compose(f"attack=[{name}]")).evidence.attacks[0]
+def ours(name: str, oracle, overrides: tuple[str, ...] = ()):
+    """Our attack ``name`` as the pipeline builds it from configs/attack/<name>.yaml, with Hydra
+    ``overrides`` (e.g. ``attack.boundary.factory.max_iter=700``)."""
+    spec = to_spec(tracer.compose(f"attack=[{name}]", *overrides)).evidence.attacks[0]
     return spec.factory(oracle)
 
 
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     ap.add_argument("--query-batch", type=int, default=32, help="rows per model call of ART's")
     ap.add_argument("--run", help="a run directory whose copy 0 to attack")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    ap.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="Hydra overrides of our attacks' configs, "
+                         "e.g. attack.boundary.factory.max_iter=700")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
             return ART_ATTACKS[art_name](copy, data.num_classes, device, budget=BUDGET)
 
         attacks = {"ART": ArtAttack(oracle(), art_name, batch_size=args.query_batch, **settings),
-                   "ours": ours(name, oracle())}
+                   "ours": ours(name, oracle(), tuple(args.override))}
         print(f"{name}: ART {attacks['ART']!r}\n{' ' * len(name)}  ours {attacks['ours']!r}")
         for attack in attacks.values():   # untimed: the cold start (allocator, oneDNN kernels)
             attack.perturb(warm_x, warm_y)

@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tracer.config import to_spec
-from tracer.evaluation.anatomy import by_queries, fooled_by_chance, tracer_share
+from tracer.evaluation.anatomy import by_queries, fooled_by_chance, residual_seen, tracer_share
 from tracer.evaluation.metrics import transferable
 from tracer.models.common_directions import EPSILON
 from tracer.pipeline import load_data
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         traced = traced_evidence(copies, ev)
         named, _ = verdict(traced.scores[scorer])
-        share = tracer_share(copies, ev, data.x_test[ev.clean_index])
+        clean = data.x_test[ev.clean_index]
+        share = tracer_share(copies, ev, clean)
         own = share["tracer"][torch.arange(len(ev)), ev.source]
         result["attacks"][name] = {
             "num": len(ev),
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
             "other_tracers_median": float(share["tracer"].median()),
             "classifier_median": float(share["classifier"].median()),
             "oracle_traced": float((share["oracle"] == ev.source).float().mean()),
+            "residual_seen_median": float(residual_seen(copies.tracer.noise, ev.x, clean).median())
+            if hasattr(copies.tracer, "noise") else None,
             "by_queries": by_queries(ev.queries, named == ev.source,
                                      transferable(traced.labels, ev))}
     print(json.dumps(result, indent=1))

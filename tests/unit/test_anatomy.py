@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from tracer.evaluation.anatomy import by_queries, fooled_by_chance, tracer_share
+from tracer.evaluation.anatomy import by_queries, fooled_by_chance, residual_seen, tracer_share
 from tracer.evidence import Evidence
 
 
@@ -62,3 +62,28 @@ def test_by_queries_buckets_examples_and_leaves_empty_buckets_out():
         {"queries": [0, 5], "num": 2, "traced": 0.5, "transferable": 1.0},
         {"queries": [20, 100], "num": 2, "traced": 1.0, "transferable": 0.5},
         {"queries": [500, None], "num": 1, "traced": 1.0, "transferable": 0.0}]
+
+
+class HighPass(nn.Module):
+    """x minus its 4 x 4 block means: returns per-pixel noise whole, constant blocks not at all."""
+
+    def forward(self, x):
+        means = nn.functional.avg_pool2d(x, 4).repeat_interleave(4, -2).repeat_interleave(4, -1)
+        return x - means
+
+
+def test_residual_seen_is_the_share_of_the_perturbation_r_returns():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(6, 1, 8, 8, generator=g) * 0.5 + 0.25
+    block = torch.zeros(6, 1, 8, 8)
+    block[..., :4, :4] = 0.1                                     # one constant 4 x 4 block
+    signs = 0.1 * (torch.randint(0, 2, (6, 1, 8, 8), generator=g) * 2 - 1)
+    signs = signs - nn.functional.avg_pool2d(signs, 4).repeat_interleave(4, -2) \
+        .repeat_interleave(4, -1)                                 # no block mean: all high-pass
+    x = torch.cat([clean + block, clean + signs, clean[:1]])
+    before = torch.cat([clean, clean, clean[:1]])
+    seen = residual_seen(HighPass(), x, before, batch_size=4)
+    assert torch.allclose(seen[:6], torch.zeros(6), atol=1e-6)   # taken for structure
+    assert torch.allclose(seen[6:12], torch.ones(6), atol=1e-5)  # returned whole
+    assert seen[12] == 0                                         # unperturbed
+    assert torch.allclose(residual_seen(nn.Identity(), x, before)[:12], torch.ones(12), atol=1e-5)

@@ -9,7 +9,9 @@ each against the clean images (the investigator has none; these explain, they do
   at the attacks' budget already fools;
 - ``tracer_share``: how far each example moved the source's tracer and C along (adversarial
   label - clean label), and how often the copy whose tracer moved most is the source;
-- ``by_queries``: tracing accuracy and transfer by how many queries the example took.
+- ``by_queries``: tracing accuracy and transfer by how many queries the example took;
+- ``residual_seen``: the share of each example's perturbation that the residual tracer's noise
+  predictor R returns (what the keys can read of it at all).
 """
 from __future__ import annotations
 
@@ -65,6 +67,20 @@ def tracer_share(copies: nn.Module, evidence: Evidence, clean: Tensor,
     tracer = along(t_adv) - along(t_clean)
     return {"tracer": tracer, "classifier": (along(b_adv) - along(b_clean))[:, 0],
             "oracle": tracer.argmax(1)}
+
+
+@torch.no_grad()
+def residual_seen(noise: nn.Module, x: Tensor, clean: Tensor, batch_size: int = 500) -> Tensor:
+    """|R(x) - R(clean)| / |x - clean| per example (L2): how much of the perturbation the noise
+    predictor ``noise`` (R) returns. A denoiser returns most of white noise and little of a
+    smooth or blocky perturbation, which it takes for the image's own structure. Shape: x, clean
+    [n, C, H, W] -> [n]; an unperturbed example reads 0."""
+    out = []
+    for i in batches(len(x), batch_size):
+        moved = (noise(x[i]) - noise(clean[i])).flatten(1).norm(dim=1)
+        size = (x[i] - clean[i]).flatten(1).norm(dim=1)
+        out.append(torch.where(size > 0, moved / size.clamp_min(1e-12), torch.zeros_like(size)))
+    return torch.cat(out)
 
 
 def by_queries(queries: Tensor, correct: Tensor, transfer: Tensor,
