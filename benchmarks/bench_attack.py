@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
             return ART_ATTACKS[art_name](copy, data.num_classes, device, budget=BUDGET)
 
         attacks = {"ART": ArtAttack(oracle(), art_name, batch_size=args.query_batch, **settings),
-                   "ours": ours(name, oracle(), tuple(args.override))}
+                   "ours": ours(name, oracle(), tuple(o for o in args.override
+                                                      if o.startswith(f"attack.{name}.")))}
         print(f"{name}: ART {attacks['ART']!r}\n{' ' * len(name)}  ours {attacks['ours']!r}")
         for attack in attacks.values():   # untimed: the cold start (allocator, oneDNN kernels)
             attack.perturb(warm_x, warm_y)

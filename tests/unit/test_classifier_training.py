@@ -86,3 +86,28 @@ def test_bad_adversarial_settings_are_refused(random_share, share, epsilon):
     with pytest.raises(ValueError, match="adversarial_share must be in"):
         train_classifier(nn.Linear(4, 2), torch.rand(4, 4), torch.zeros(4, dtype=torch.long),
                          spec, progress=False)
+
+
+class Recorder(nn.Module):
+    """A linear classifier that keeps the images it sees in eval mode: FGSM's starting points."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.seen = nn.Linear(64, 3), []
+
+    def forward(self, x):
+        if not self.training:
+            self.seen.append(x.detach().clone())
+        return self.linear(x.flatten(1))
+
+
+def test_adversarial_rows_are_their_share_and_apart_from_the_random_ones():
+    model = Recorder()
+    x, y = torch.full((4000, 1, 8, 8), 0.5), torch.arange(4000) % 3
+    spec = ClassifierTraining(epochs=1, batch_size=400, random_share=0.25, adversarial_share=0.25)
+    train_classifier(model, x, y, spec, seed=0, progress=False)
+    starts = torch.cat(model.seen)
+    assert 0.23 < len(starts) / len(x) < 0.27
+    # a random law moves every pixel by 0.1, and a start within the ball moves it up to 0.1 more:
+    # FGSM starts from images the random laws left alone
+    assert ((starts - 0.5).abs() <= 0.1 + 1e-6).all()

@@ -1,5 +1,6 @@
 """The run directory: what separate writes can be read back, and nothing tampered with is used."""
 import json
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -111,11 +112,28 @@ def test_load_run_needs_a_directory(tmp_path):
         load_run(tmp_path / "nope")
 
 
-def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path):
+@contextmanager
+def _no_training(monkeypatch):
+    """Within: any training of C or T_0 is an error, so what separate builds was reused."""
+    from tracer.separation.trainer import Trainer
+    trained = Trainer.trained
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained instead of reused")
+
+    def never_training(self, name, module, key, train):
+        return trained(self, name, module, key, refuse)
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "trained", never_training)
+        yield
+
+
+def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path, monkeypatch):
     src, _ = run_dir
     spec = toy_separation(Run(src).manifest["method"])
     spec.alpha, spec.reuse = 0.05, str(src)
-    separate(toy_data(), spec, tmp_path / "a", progress=False)
+    with _no_training(monkeypatch):
+        separate(toy_data(), spec, tmp_path / "a", progress=False)
     for name in ("base.pt", "tracer_base.pt"):
         assert sha256_file(tmp_path / "a" / "separate" / name) == sha256_file(src / "separate" / name)
     assert Run(tmp_path / "a").manifest["alpha"] == 0.05
@@ -127,7 +145,7 @@ def test_reuse_takes_identically_trained_parts_only(run_dir, tmp_path):
 
 
 def test_reuse_reads_a_run_recorded_before_c_could_see_adversarial_examples_as_without_them(
-        run_dir, tmp_path):
+        run_dir, tmp_path, monkeypatch):
     src = _copy_run(run_dir[0], tmp_path / "old")
     info = src.info()
     recorded = info["stages"]["separate"]["spec"]["classifier"]
@@ -136,7 +154,9 @@ def test_reuse_reads_a_run_recorded_before_c_could_see_adversarial_examples_as_w
     spec = toy_separation(src.manifest["method"])
     spec.reuse = str(src.path)
     assert spec.classifier.adversarial_share == 0.0   # as the old run's C was trained
-    separate(toy_data(), spec, tmp_path / "a", progress=False)
+    spec.classifier = replace(spec.classifier, adversarial_epsilon=0.3)   # moot at share 0
+    with _no_training(monkeypatch):
+        separate(toy_data(), spec, tmp_path / "a", progress=False)
     assert sha256_file(tmp_path / "a" / "separate" / "base.pt") == \
         sha256_file(src.separate_dir / "base.pt")
     spec.classifier = replace(spec.classifier, adversarial_share=0.5)

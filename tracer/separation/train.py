@@ -144,20 +144,21 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
     if not 0 <= spec.random_share <= 1 or spec.random_epsilon < 0:
         raise ValueError(f"random_share must be in [0, 1] and random_epsilon >= 0, got "
                          f"{spec.random_share} and {spec.random_epsilon}")
-    if not 0 <= spec.adversarial_share <= 1 - spec.random_share or spec.adversarial_epsilon < 0:
+    if not (0 <= spec.adversarial_share and spec.random_share + spec.adversarial_share <= 1 + 1e-9
+            and spec.adversarial_epsilon >= 0):
         raise ValueError(f"adversarial_share must be in [0, 1 - random_share] and "
                          f"adversarial_epsilon >= 0, got {spec.adversarial_share} and "
                          f"{spec.adversarial_epsilon}")
 
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
+        untouched = torch.ones(len(xb), dtype=torch.bool)
         if spec.random_share:
-            delta = share.draw(lambda n: random_perturbations(
-                (n, *xb.shape[1:]), spec.random_share, spec.random_epsilon, gen))
+            delta, on = random_laws((share.size, *xb.shape[1:]), spec.random_share,
+                                    spec.random_epsilon, gen)
+            delta, untouched = delta[share.rows], ~on[share.rows]
             xb = (xb + delta.to(xb.device)).clamp(0.0, 1.0)
         if spec.adversarial_share:
-            # among the rows the random laws left alone, so the shares add up
-            untouched = (delta == 0).flatten(1).all(1).cpu() if spec.random_share else \
-                torch.ones(len(xb), dtype=torch.bool)
+            # among the rows the random laws left alone, so that the shares add up
             pick = share.draw(lambda n: torch.rand(n, generator=gen)) * (1 - spec.random_share)
             rows = (untouched & (pick < spec.adversarial_share)).nonzero().flatten()
             start = share.draw(lambda n: torch.rand(n, *xb.shape[1:], generator=gen))[rows]
@@ -182,10 +183,12 @@ def fgsm_random_start(model: nn.Module, x: Tensor, y: Tensor, epsilon: float,
     uniform draws in [0, 1) like x. The gradient is taken in eval mode, so that the extra pass
     moves no batch-norm statistics. Shape: x [n, C, H, W] in [0, 1]; y [n] -> like x."""
     was_training = model.training
-    model.eval()
     begin = (x + (2 * start - 1) * epsilon).clamp(0.0, 1.0).requires_grad_(True)
-    grad, = torch.autograd.grad(F.cross_entropy(model(begin), y), begin)
-    model.train(was_training)
+    try:
+        model.eval()
+        grad, = torch.autograd.grad(F.cross_entropy(model(begin), y), begin)
+    finally:
+        model.train(was_training)
     step = (begin.detach() - x + 1.25 * epsilon * grad.sign()).clamp(-epsilon, epsilon)
     return (x + step).clamp(0.0, 1.0)
 
@@ -195,11 +198,17 @@ def random_perturbations(shape: tuple[int, ...], share: float, epsilon: float,
     """Per image, with chance ``share``, one of the attack-like laws at +-``epsilon``
     (``tracer.models.common_directions.attack_like_perturbations``, each as likely); 0 for the
     others. Shape [n, C, H, W]."""
+    return random_laws(shape, share, epsilon, generator)[0]
+
+
+def random_laws(shape: tuple[int, ...], share: float, epsilon: float,
+                generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``random_perturbations``' perturbations [n, C, H, W] and which images drew one [n]."""
     laws = torch.stack(list(attack_like_perturbations(shape, generator, epsilon).values()))
     n = shape[0]
     pick = torch.randint(len(laws), (n,), generator=generator)
     on = torch.rand(n, generator=generator) < share
-    return laws[pick, torch.arange(n)] * on.view(-1, *([1] * (len(shape) - 1)))
+    return laws[pick, torch.arange(n)] * on.view(-1, *([1] * (len(shape) - 1))), on
 
 
 def train_vae_tracer(vae: nn.Module, x: Tensor, spec: TracerTraining, *, seed: int = 0,

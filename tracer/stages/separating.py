@@ -56,7 +56,18 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
 
 
 # C's training settings that runs recorded before the settings existed trained with
-C_BEFORE_RECORDED = {"adversarial_share": 0.0, "adversarial_epsilon": 0.1}
+C_BEFORE_RECORDED = {"random_share": 0.0, "random_epsilon": 0.1, "adversarial_share": 0.0,
+                     "adversarial_epsilon": 0.1}
+
+
+def _c_training(recorded: dict) -> dict:
+    """C's training as recorded, completed by ``C_BEFORE_RECORDED``; a perturbation's size is
+    left out where its share is 0 (it changes nothing then)."""
+    out = {**C_BEFORE_RECORDED, **recorded}
+    for kind in ("random", "adversarial"):
+        if not out[f"{kind}_share"]:
+            out.pop(f"{kind}_epsilon")
+    return out
 
 
 def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: SeparationSpec,
@@ -72,7 +83,7 @@ def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: Sepa
     wanted = asdict(spec)
     checks = {
         "base.pt": same_data and other["model"] == wanted["model"]
-        and {**C_BEFORE_RECORDED, **other["classifier"]} == wanted["classifier"],
+        and _c_training(other["classifier"]) == _c_training(wanted["classifier"]),
         # a training setting added since src ran was at its default there
         "tracer_base.pt": same_data and other["method"] == spec.method
         and {**asdict(TracerTraining()), **other["tracer_training"]} == wanted["tracer_training"]
