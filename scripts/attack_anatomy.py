@@ -6,8 +6,9 @@ Prints JSON: how often a random attack-like perturbation at the attacks' budget 
 C (on the first ``--images`` test images it labels), and per attack of the run: how far its
 examples moved the source's tracer against C, how often the copy whose tracer moved most is the
 source (with the clean image's help: an upper reading no scorer of the evidence alone is held
-to), and tracing accuracy (the run's scorer, top-1) and transfer by the queries each example
-took. Needs the run's data set, as its stages do.
+to), tracing accuracy (the run's scorer, top-1) and transfer by the queries each example took,
+and, for a calibrated run, where detection is lost among the examples traced right (the key
+test, then the threshold). Needs the run's data set, as its stages do.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import torch
 from omegaconf import OmegaConf
 
 from tracer.config import to_spec
-from tracer.evaluation.anatomy import by_queries, fooled_by_chance, residual_seen, tracer_share
+from tracer.evaluation.anatomy import (by_queries, fooled_by_chance, residual_seen, tracer_share,
+                                       where_detection_is_lost)
 from tracer.evaluation.metrics import transferable
+from tracer.io import read_json
 from tracer.models.common_directions import EPSILON
 from tracer.pipeline import load_data
 from tracer.runs import load_run
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
                          f"{run.manifest.get('method')!r}); the anatomy reads the tracer's")
     data = load_data(spec, download=False)
     scorer = scorer_name(copies, spec.scorer)
+    threshold = read_json(run.calibration_path).get("threshold") \
+        if run.calibration_path.is_file() else None
     n = min(args.images, len(data.x_test))
     result = {"run": str(run.path), "scorer": scorer, "epsilon": EPSILON,
               "fooled_by_chance": fooled_by_chance(copies.base, data.x_test[:n],
@@ -64,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
             "residual_seen_median": float(residual_seen(copies.tracer.noise, ev.x, clean).median())
             if hasattr(copies.tracer, "noise") else None,
             "by_queries": by_queries(ev.queries, named == ev.source,
-                                     transferable(traced.labels, ev))}
+                                     transferable(traced.labels, ev)),
+            "detection_lost": None if threshold is None else
+            where_detection_is_lost(traced.scores[scorer], ev.source, threshold)}
     print(json.dumps(result, indent=1))
     return result
 

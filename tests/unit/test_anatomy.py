@@ -3,8 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from tracer.evaluation.anatomy import by_queries, fooled_by_chance, residual_seen, tracer_share
+from tracer.evaluation.anatomy import (by_queries, fooled_by_chance, residual_seen, tracer_share,
+                                       where_detection_is_lost)
 from tracer.evidence import Evidence
+from tracer.tracing import Scores
 
 
 class Threshold(nn.Module):
@@ -87,3 +89,18 @@ def test_residual_seen_is_the_share_of_the_perturbation_r_returns():
     assert torch.allclose(seen[6:12], torch.ones(6), atol=1e-5)  # returned whole
     assert seen[12] == 0                                         # unperturbed
     assert torch.allclose(residual_seen(nn.Identity(), x, before)[:12], torch.ones(12), atol=1e-5)
+
+
+def test_where_detection_is_lost_splits_the_traced_by_key_test_and_threshold():
+    value = torch.tensor([[0.9, 0.1], [0.3, 0.2], [0.5, 0.1], [0.1, 0.8], [0.4, 0.4]])
+    vouched = torch.tensor([[True, False], [True, False], [False, False], [False, True],
+                            [True, True]])
+    source = torch.tensor([0, 0, 0, 0, 0])
+    # traced: rows 0-2 (row 3 names copy 1, row 4 is a tie); nameable: rows 0 and 1; at 0.5: row 0
+    got = where_detection_is_lost(Scores(value, vouched=vouched), source, threshold=0.5)
+    assert got == pytest.approx({"traced": 0.6, "nameable": 2 / 3, "detected": 1 / 3})
+    assert where_detection_is_lost(Scores(value), source, 0.0)["nameable"] == 1.0   # no key test
+    assert where_detection_is_lost(Scores(value), torch.ones(5, dtype=torch.long), 0.5) == \
+        pytest.approx({"traced": 0.2, "nameable": 1.0, "detected": 1.0})
+    assert where_detection_is_lost(Scores(value[4:]), source[4:], 0.5) == \
+        {"traced": 0.0, "nameable": None, "detected": None}

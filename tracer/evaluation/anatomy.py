@@ -11,7 +11,9 @@ each against the clean images (the investigator has none; these explain, they do
   label - clean label), and how often the copy whose tracer moved most is the source;
 - ``by_queries``: tracing accuracy and transfer by how many queries the example took;
 - ``residual_seen``: the share of each example's perturbation that the residual tracer's noise
-  predictor R returns (what the keys can read of it at all).
+  predictor R returns (what the keys can read of it at all);
+- ``where_detection_is_lost``: of the examples traced right, how many the key test lets the
+  verdict name, and how many of those reach the calibrated threshold.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tracer.data import batches
 from tracer.evidence import Evidence
 from tracer.models.common_directions import attack_like_perturbations
 from tracer.models.predict import predict_labels
+from tracer.tracing import Scores
 
 # bucket edges of by_queries: a random start (Square's first check and its stripes), a few
 # steps, then roughly every fivefold
@@ -95,3 +98,17 @@ def by_queries(queries: Tensor, correct: Tensor, transfer: Tensor,
                         "traced": float(correct[inside].float().mean()),
                         "transferable": float(transfer[inside].float().mean())})
     return out
+
+
+def where_detection_is_lost(scores: Scores, source: Tensor, threshold: float) -> dict[str, float]:
+    """Of the examples whose top candidate is the source (``traced``, a share of all): the share
+    the verdict may name (``nameable``: eligible and, with a key test, beating every unsold key)
+    and the share it names at ``threshold`` (``detected``). Both None where none is traced.
+    Shape: source [n]."""
+    index, value, nameable, tied = scores.top()
+    right = (index == source) & ~tied
+    if not right.any():
+        return {"traced": 0.0, "nameable": None, "detected": None}
+    return {"traced": float(right.float().mean()),
+            "nameable": float(nameable[right].float().mean()),
+            "detected": float((nameable & (value >= threshold))[right].float().mean())}
