@@ -60,11 +60,14 @@ class Scores:
     ``eligible`` None: every candidate is. Candidates rank by (eligible, value), eligible first.
     ``vouched``: whether the candidate passes the key test (its score beats every unsold key's);
     it does not change the rank, only whether a verdict may name the candidate. None: no key
-    test.
+    test. ``unsold`` [n, M]: the value each unsold key reads, where the scorer has a key test
+    (kept so that k examples from one buyer can be tested together, :meth:`mean`); None where
+    it has none or the values were not kept.
     """
     value: Tensor
     eligible: Tensor | None = None
     vouched: Tensor | None = None
+    unsold: Tensor | None = None
 
     def __post_init__(self):
         if self.value.ndim != 2:
@@ -73,6 +76,10 @@ class Scores:
             mask = getattr(self, name)
             if mask is not None and mask.shape != self.value.shape:
                 raise ValueError(f"{name} must have the scores' shape")
+        if self.unsold is not None and (self.unsold.ndim != 2 or
+                                        len(self.unsold) != len(self.value)):
+            raise ValueError(f"unsold values must be [n = {len(self.value)}, M], got "
+                             f"{tuple(self.unsold.shape)}")
 
     def __len__(self) -> int:
         return len(self.value)
@@ -89,7 +96,7 @@ class Scores:
     def select(self, rows: Tensor) -> "Scores":
         """The examples ``rows`` (a bool mask or indices)."""
         return Scores(self.value[rows], *(None if m is None else m[rows]
-                                          for m in (self.eligible, self.vouched)))
+                                          for m in (self.eligible, self.vouched, self.unsold)))
 
     def top(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per example: the top-ranked candidate, its value, whether a verdict may name it
@@ -120,11 +127,37 @@ class Scores:
         return (outranks(elig, self.value, e, v) | ((elig == e) & (self.value == v))).sum(1) - 1
 
     def mean(self) -> "Scores":
-        """One row from all: each candidate's mean value, eligible (vouched) where it was on at
-        least half of the examples (k examples known to share a source, scored together)."""
-        elig, vouched = (None if m is None else m.float().mean(dim=0, keepdim=True) >= 0.5
-                         for m in (self.eligible, self.vouched))
-        return Scores(self.value.mean(dim=0, keepdim=True), elig, vouched)
+        """One row from all (k examples known to share a source, scored together): each
+        candidate's mean value, eligible where it was on at least half of the examples. With the
+        unsold keys' values, the key test reads the group too (:func:`group_key_test`); without
+        them, vouched where it was on at least half of the examples."""
+        value = self.value.mean(dim=0, keepdim=True)
+        elig = None if self.eligible is None else \
+            self.eligible.float().mean(dim=0, keepdim=True) >= 0.5
+        if self.unsold is not None:
+            return Scores(value, elig, group_key_test(self.value, self.unsold),
+                          self.unsold.mean(dim=0, keepdim=True))
+        vouched = None if self.vouched is None else \
+            self.vouched.float().mean(dim=0, keepdim=True) >= 0.5
+        return Scores(value, elig, vouched)
+
+
+def group_key_test(value: Tensor, unsold: Tensor) -> Tensor:
+    """The key test for k examples from one source: per example, every key (sold or unsold) is
+    ranked by the value it reads, and a key's evidence is its mean -log(rank / keys) over the
+    examples; a candidate passes when its evidence beats every unsold key's. A copy that is not
+    the source holds a key the attack never saw: its ranks are exchangeable with the unsold
+    keys', so it passes with chance at most 1 / (M + 1), as on one example. Ranks weigh every
+    example alike, where a mean of values would follow the few examples on which every key
+    reads high (docs/method.md section 12).
+
+    Shape: value [k, m], unsold [k, M] -> vouched [1, m].
+    """
+    keys = torch.cat([value, unsold], dim=1)
+    rank = keys.argsort(dim=1, descending=True).argsort(dim=1) + 1          # 1: the highest
+    evidence = -(rank.float() / keys.shape[1]).log().mean(dim=0)
+    m = value.shape[1]
+    return (evidence[:m] > evidence[m:].max()).unsqueeze(0)
 
 
 def outranks(e_a: Tensor, v_a: Tensor, e_b: Tensor, v_b: Tensor) -> Tensor:
@@ -137,11 +170,11 @@ class Observation:
     """What one pass of C and T_0 over the evidence tells about every candidate.
 
     Shape: dol, labels, base_labels, logit_dol_label, debiased, spread [n, m] (base_labels: the
-    label of each copy's classifier alone, C's or its own C_i's); unsold_spread [n].
+    label of each copy's classifier alone, C's or its own C_i's); unsold_spreads [n, M].
     ``logit_dol_label`` is None unless the clean labels were given, ``debiased`` and ``spread``
     unless the tracer is the residual one (``spread`` also unless the keys are projections).
-    ``unsold_spread``: the largest spread any unsold key reads on the example, for the key test;
-    None without unsold keys.
+    ``unsold_spreads``: the spread each of the M unsold keys reads on the example, for the key
+    test; None without unsold keys.
     """
     dol: Tensor
     labels: Tensor
@@ -149,7 +182,7 @@ class Observation:
     logit_dol_label: Tensor | None = None
     debiased: Tensor | None = None
     spread: Tensor | None = None
-    unsold_spread: Tensor | None = None
+    unsold_spreads: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -212,12 +245,13 @@ def _debiased_spread(obs: Observation) -> Scores:
     if obs.spread is None:
         raise ValueError("scorer debiased_spread needs the residual tracer with projection keys "
                          "(separation.keying=projection)")
-    return Scores(obs.spread, vouched=_key_test(obs))
+    return Scores(obs.spread, vouched=_key_test(obs), unsold=obs.unsold_spreads)
 
 
 def _key_test(obs: Observation) -> Tensor | None:
     """Which copies' spread beats every unsold key's (strictly: a tie is not evidence)."""
-    return None if obs.unsold_spread is None else obs.spread > obs.unsold_spread.unsqueeze(1)
+    return None if obs.unsold_spreads is None else \
+        obs.spread > obs.unsold_spreads.max(dim=1, keepdim=True).values
 
 
 # The top copy's spread must reach this many times the median copy's before it decides alone
@@ -231,7 +265,7 @@ def _spread_disagree(obs: Observation) -> Scores:
     strong = spread >= SPREAD_GATE * spread.median(dim=1, keepdim=True).values
     weak = ~strong.any(dim=1, keepdim=True)
     return Scores(spread, strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True)),
-                  _key_test(obs))
+                  _key_test(obs), obs.unsold_spreads)
 
 
 def _logit_dol_label(obs: Observation) -> Scores:

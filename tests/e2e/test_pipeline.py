@@ -29,6 +29,10 @@ def test_metrics_json_has_every_field(tiny_run):
         assert set(AttackMetrics.__dataclass_fields__) <= set(a), name
         assert 0 <= a["detection_rate"] <= a["trace_acc"] <= 1, name
         assert a["num_evidence"] == 30
+        # 30 examples from 3 copies: groups of 5 and 10 from each source, tested together
+        assert set(a["by_group_size"]) == {"5", "10"}, name
+        for rates in a["by_group_size"].values():
+            assert 0 <= rates["detection_rate"] <= 1 - rates["wrong_accusation_rate"], name
         for key in ("success_rate", "transfer_rate", "trace_acc"):
             assert 0 <= a[key] <= 1, (name, key)
         assert a["mean_queries"] > 0
@@ -47,6 +51,8 @@ def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down
         # what was asked for: no half of < 300 shows <= 1% at 95% confidence, so none is accused
         assert inn["false_accusation_rate_calibration"] == 0.0, name
         assert 0 <= inn["false_accusation_rate"] <= 1, name             # held out: measured
+        assert set(inn["false_accusation_rate_by_group_size"]) == {"5", "10"}, name
+        assert all(0 <= r <= 1 for r in inn["false_accusation_rate_by_group_size"].values())
         assert inn["false_accusation_bound"] == pytest.approx(rate_upper_bound(
             round(held_out * inn["false_accusation_rate"]), held_out, 0.95)), name
         # innocent images are stored and traced like evidence, with no source
@@ -54,6 +60,7 @@ def test_innocent_sets_are_traced_and_the_threshold_keeps_false_accusations_down
         assert len(ev) == inn["num"] and (ev.source == -1).all()
     assert m["abstain_threshold"] == calib["threshold"] and calib["confidence"] == 0.95
     assert len(calib["curve"]) > 2
+    assert calib["group_sizes"] == [5, 10] and set(calib["group_thresholds"]) == {"5", "10"}
 
 
 def test_calibrate_reruns_for_another_scorer_and_traces_the_attacks_with_it(tiny_run):
@@ -111,6 +118,30 @@ def test_calibrate_reruns_for_an_attack_added_to_the_run(tiny_run, tmp_path):
     assert json.loads(run.calibration_path.read_text()) == before
 
 
+def test_calibrate_trains_the_independent_model_as_the_runs_c_was_trained(tiny_run, tmp_path,
+                                                                         monkeypatch):
+    import shutil
+    from tracer.io import write_json
+    from tracer.separation.trainer import Trainer
+    run = tracer.load_run(shutil.copytree(tiny_run.path, tmp_path / "run"))
+    shutil.rmtree(run.innocent_dir)
+    info = run.info()
+    del info["stages"]["calibrate"]
+    recorded = info["stages"]["separate"]["spec"]["classifier"]
+    recorded["epochs"] += 1         # not what today's configuration says
+    write_json(run.run_json, info)
+    seen = []
+
+    def classifier(self, name, seed):
+        seen.append(self.spec.classifier)
+        raise InterruptedError("enough: the independent model's training was decided")
+    monkeypatch.setattr(Trainer, "classifier", classifier)
+    with pytest.raises(InterruptedError):
+        tracer.run(tracer.compose("debug=tiny", "stage=calibrate"), run.path)
+    assert seen and seen[0].epochs == recorded["epochs"] and \
+        seen[0].random_share == recorded["random_share"]
+
+
 def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     import runpy
     main = runpy.run_path(str(ROOT / "scripts" / "threshold_splits.py"))["main"]
@@ -133,6 +164,8 @@ def test_attack_anatomy_reads_a_finished_run(tiny_run, capsys):
         a = result["attacks"][name]
         assert a["num"] == sum(b["num"] for b in a["by_queries"]) > 0
         assert 0 <= a["oracle_traced"] <= 1
+        lost = a["detection_lost"]            # detected <= nameable, both among the traced
+        assert 0 <= lost["detected"] <= lost["nameable"] <= 1 and 0 < lost["traced"] <= 1
 
 
 def test_a_run_made_before_common_directions_gets_the_ones_separation_makes(tiny_run, tmp_path):

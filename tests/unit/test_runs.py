@@ -165,6 +165,29 @@ def test_reuse_reads_a_run_recorded_before_c_could_see_adversarial_examples_as_w
         sha256_file(src.separate_dir / "base.pt")
 
 
+def test_a_later_stage_trains_its_classifier_as_the_run_recorded_c_not_as_todays_defaults(
+        run_dir, tmp_path):
+    from tracer.stages.separating import trained_as_recorded
+    src = _copy_run(run_dir[0], tmp_path / "old")
+    info = src.info()
+    recorded = info["stages"]["separate"]["spec"]
+    del recorded["classifier"]["adversarial_share"], recorded["classifier"]["random_share"]
+    recorded["classifier"]["epochs"] = 3
+    recorded["model"]["kwargs"] = {"width": 5, "hidden": 7}
+    write_json(src.run_json, info)
+    today = replace(toy_separation(src.manifest["method"]), classifier=ClassifierTraining(
+        epochs=9, random_share=0.25, adversarial_share=0.25), alpha=0.3)
+    as_run = trained_as_recorded(src, today)
+    assert (as_run.classifier.epochs, as_run.classifier.random_share,
+            as_run.classifier.adversarial_share) == (3, 0.0, 0.0)
+    assert as_run.model.kwargs == {"width": 5, "hidden": 7} and as_run.alpha == 0.3
+    assert trained_as_recorded(Run(tmp_path / "fresh"), today) is today   # nothing recorded
+    recorded["classifier"]["no_such_setting"] = 1
+    write_json(src.run_json, info)
+    with pytest.raises(ValueError, match="record of C"):
+        trained_as_recorded(src, today)
+
+
 def test_reuse_of_an_unfinished_run_is_refused(tmp_path):
     spec = toy_separation()
     spec.reuse = str(tmp_path / "nothing")

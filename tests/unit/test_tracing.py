@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tracer.tracing import (SPREAD_GATE, Observation, Scores, dol_from_outputs,
+from tracer.tracing import (SPREAD_GATE, Observation, Scores, dol_from_outputs, group_key_test,
                             logit_dol_from_outputs, named, outranks, score, scored,
                             spread_from_outputs, verdict)
 
@@ -245,12 +245,12 @@ def test_the_key_test_reads_each_unsold_key_as_a_copy_holding_it_would(monkeypat
                               copies.norm).eval()
     x = torch.rand(6, 1, 8, 8)
     obs = copies.observe(x, batch_size=4)
-    assert torch.allclose(obs.unsold_spread, holders.observe(x).spread.max(dim=1).values,
-                          atol=1e-6)
+    assert torch.allclose(obs.unsold_spreads, holders.observe(x).spread, atol=1e-6)
     for name in ("debiased_spread", "spread_disagree"):
         s = score(obs, name)
-        assert torch.equal(s.vouched, obs.spread > obs.unsold_spread.unsqueeze(1))
-    assert tiny_copies(keying="projection").observe(x).unsold_spread is None
+        assert torch.equal(s.vouched, obs.spread > obs.unsold_spreads.max(1, keepdim=True).values)
+        assert torch.equal(s.unsold, obs.unsold_spreads)
+    assert tiny_copies(keying="projection").observe(x).unsold_spreads is None
     assert score(tiny_copies(keying="projection").observe(x), "debiased_spread").vouched is None
 
 
@@ -284,8 +284,56 @@ def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_pl
         spread = spread_from_outputs(outputs, z, r.norm().view(1))[0]
         obs = Observation(dol=torch.zeros(1, 2), labels=outputs[:, :2].argmax(-1),
                           base_labels=torch.zeros(1, 2, dtype=torch.long), spread=spread[None, :2],
-                          unsold_spread=spread[2:].max().view(1))
+                          unsold_spreads=spread[None, 2:])
         passes += score(obs, "debiased_spread").vouched[0].float()
     rate = passes / trials
     assert rate[0] > 0.95
     assert abs(rate[1] - 1 / (unsold + 1)) < 0.025   # binomial sd at 1000 trials: 0.007
+
+
+def test_k_examples_from_one_buyer_are_key_tested_together():
+    # copy 0 reads 1.0 on each example, but on each a different unsold key reads 1.5: no single
+    # example vouches for it, while together it ranks second of five every time and each unsold
+    # key ranks first once and below copy 1 (0.2) twice
+    value = torch.tensor([[1.0, 0.2]] * 3)
+    unsold = torch.tensor([[1.5, 0.1, 0.0], [0.0, 1.5, 0.1], [0.1, 0.0, 1.5]])
+    s = Scores(value, vouched=value > unsold.max(1, keepdim=True).values, unsold=unsold)
+    assert not s.vouched.any()
+    group = s.mean()
+    assert torch.equal(group.vouched, torch.tensor([[True, False]]))
+    assert torch.allclose(group.unsold, unsold.mean(0, keepdim=True))
+    # one example on which an unsold key reads 1,000 does not decide, as it would for means
+    loud = torch.cat([torch.tensor([[0.9, 0.2]]), value])
+    loud_unsold = torch.cat([torch.tensor([[1000.0, 0.1, 0.0]]), unsold])
+    assert loud_unsold.mean(0).max() > loud.mean(0).max()
+    assert torch.equal(group_key_test(loud, loud_unsold), torch.tensor([[True, False]]))
+    assert torch.equal(s.select(torch.tensor([0, 2])).unsold, unsold[[0, 2]])
+    # without the unsold values: vouched where it was on at least half of the examples
+    assert not Scores(value, vouched=s.vouched).mean().vouched.any()
+    with pytest.raises(ValueError, match="unsold values must be"):
+        Scores(value, unsold=unsold[:2])
+
+
+def test_a_copy_that_is_not_the_source_passes_the_group_key_test_one_time_in_unsold_plus_one():
+    # k weak examples along copy 0's rows: each alone rarely beats all 19 unsold keys, their mean
+    # mostly does; copy 1's mean, exchangeable with the unsold keys', passes 1 time in 20
+    from tracer.models.copies import random_projections
+    g = torch.Generator().manual_seed(2)
+    trials, unsold, k = 1000, 19, 5
+    one, group = torch.zeros(2), torch.zeros(2)
+    for t in range(trials):
+        keys = random_projections(2 + unsold, 10, 256, seed=t)
+        signal = keys[0, 4] - keys[0, 7]
+        r = signal + 5 * signal.norm() * torch.randn(k, 256, generator=g) / 256 ** 0.5
+        z = torch.einsum("mkd,nd->nmk", keys, r)                         # [k, 21, K]
+        outputs = z.clone()
+        outputs[:, 0, 4] = 1e3
+        spread = spread_from_outputs(outputs, z, r.norm(dim=1))
+        obs = Observation(dol=torch.zeros(k, 2), labels=outputs[:, :2].argmax(-1),
+                          base_labels=torch.zeros(k, 2, dtype=torch.long), spread=spread[:, :2],
+                          unsold_spreads=spread[:, 2:])
+        s = score(obs, "debiased_spread")
+        one += s.vouched.float().mean(0)
+        group += s.mean().vouched[0].float()
+    assert group[0] / trials > 0.85 > 0.55 > one[0] / trials        # measured: 0.93 and 0.47
+    assert abs(group[1] / trials - 1 / (unsold + 1)) < 0.025

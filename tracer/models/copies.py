@@ -161,17 +161,17 @@ class TracerCopies(nn.Module):
                 cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
                 if want_spread:
                     cols["spread"].append(spread_from_outputs(out, keyed, scale).cpu())
-                    unsold = self.unsold_spread(c, features, debiased)
+                    unsold = self.unsold_spreads(c, features, debiased)
                     if unsold is not None:
                         cols["unsold"].append(unsold.cpu())
         joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
         return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
                            joined["debiased"], joined["spread"], joined["unsold"])
 
-    def unsold_spread(self, base_outputs: Tensor, features: Tensor,
-                      debiased: Tensor) -> Tensor | None:
-        """The largest spread any unsold key reads (tracer.tracing, the key test): [n]; None
-        where these copies have no unsold keys."""
+    def unsold_spreads(self, base_outputs: Tensor, features: Tensor,
+                       debiased: Tensor) -> Tensor | None:
+        """The spread each unsold key reads (tracer.tracing, the key test): [n, M]; None where
+        these copies have no unsold keys."""
         return None
 
     def without_common(self, debiased: Tensor) -> Tensor:
@@ -286,12 +286,12 @@ class ProjectedCopies(TracerCopies):
     def num_unsold(self) -> int:
         return 0 if self.unsold is None else len(self.unsold)
 
-    def unsold_spread(self, base_outputs: Tensor, features: Tensor,
-                      debiased: Tensor) -> Tensor | None:
+    def unsold_spreads(self, base_outputs: Tensor, features: Tensor,
+                       debiased: Tensor) -> Tensor | None:
         if self.unsold is None:
             return None
         scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
-        best = torch.full_like(scale, -torch.inf)
+        spreads = []
         for keys in self.unsold.split(self.UNSOLD_CHUNK):
             rows = keys.reshape(-1, d).T
             # each unsold key's label, as a copy holding it would answer: C + alpha * its tracer
@@ -299,8 +299,8 @@ class ProjectedCopies(TracerCopies):
                 self.tracer.gain * (features @ rows).view(len(features), len(keys), k))
             spread = spread_from_outputs(out, (debiased @ rows).view(len(features), len(keys), k),
                                          scale)
-            best = torch.maximum(best, spread.max(dim=1).values)
-        return best
+            spreads.append(spread)
+        return torch.cat(spreads, dim=1)
 
 
 def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0,

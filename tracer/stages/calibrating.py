@@ -12,6 +12,8 @@ from tracer.abstention import (choose_threshold, detection_rate, false_accusatio
 from tracer.attacks.generate import attack_copy, shared_pool
 from tracer.baselines import IndependentCopies
 from tracer.data import ImageData
+from tracer.evaluation.aggregate import (GROUP_SIZES, group_false_accusations, group_rates,
+                                         innocent_groups)
 from tracer.evidence import Evidence
 from tracer.innocent import INDEPENDENT, InnocentSpec, innocent_evidence
 from tracer.io import read_json, sha256_file, write_json
@@ -21,6 +23,7 @@ from tracer.runs import Run
 from tracer.seeding import derived_seed
 from tracer.separation.spec import SeparationSpec
 from tracer.separation.trainer import Trainer
+from tracer.stages.separating import trained_as_recorded
 from tracer.stages.tracing import scorer_name, traced_evidence
 from tracer.tracing import Scores
 from tracer.transforms import gaussian_noise, jpeg
@@ -31,13 +34,16 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
               device: torch.device | str = "cpu", progress: bool = True) -> dict:
     """Trace the innocent sets, choose the abstention threshold on their calibration halves,
     and measure false accusations (held-out halves) and detection (every attack's evidence,
-    traced with the same scorer) at it; writes ``innocent/`` and returns
+    traced with the same scorer) at it, per example; and for groups of ``GROUP_SIZES`` examples
+    from one buyer tested together (``Scores.mean``), at a threshold of their own; writes
+    ``innocent/`` and returns
     ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer,
     the manifest (the copies and how tracing reads them), the threshold's settings or the run's
     attacks differ (the innocent sets are kept either way). ``separation``
-    says how the independent set's classifier is trained (as C is); ``scorer`` is the trace
-    stage's."""
+    says how the independent set's classifier is trained (as C is: its architecture and training
+    as the run's separate stage recorded them, where it did); ``scorer`` is the trace stage's."""
     run = Run(out)
+    separation = trained_as_recorded(run, separation)
     use = scorer_name(copies, scorer)
     unsold = getattr(copies, "num_unsold", 0)
     manifest = sha256_file(run.manifest_path)   # the copies and how tracing reads them
@@ -47,10 +53,12 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
         made_with = (done.get("scorer"), done.get("max_false_accusation"), done.get("confidence"),
                      done.get("unsold_keys"), done.get("manifest_sha256"),
                      {k: v.get("num") for k, v in done.get("innocent", {}).items()},
-                     sorted(done.get("attacks", {})))
-        # an attack added to the run since needs its detection at the threshold too
+                     sorted(done.get("attacks", {})), done.get("group_sizes"))
+        # an attack added to the run since needs its detection at the threshold too, and a
+        # calibration made before groups of examples were tested together their rates
         if made_with == (use, spec.max_false_accusation, spec.confidence, unsold, manifest,
-                         {k: spec.size(k) for k in spec.names()}, sorted(evidence)):
+                         {k: spec.size(k) for k in spec.names()}, sorted(evidence),
+                         list(GROUP_SIZES)):
             return done
     innocent = {name: traced_evidence(copies, _innocent_set(run, data, name, spec, separation,
                                                             seed, device, progress),
@@ -60,6 +68,8 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
              for name, s in innocent.items()}
     threshold = choose_threshold({k: s.select(split[k][0]) for k, s in innocent.items()},
                                  spec.max_false_accusation, spec.confidence)
+    group_thresholds = _group_thresholds({k: s.select(split[k][0]) for k, s in innocent.items()},
+                                         spec.max_false_accusation, seed)
     attacks = {name: (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
                       ev.source) for name, ev in evidence.items()}
     result = {
@@ -68,16 +78,38 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
         "max_false_accusation": spec.max_false_accusation, "confidence": spec.confidence,
         "unsold_keys": unsold, "key_test_wrong_bound": _key_test_bound(copies.num_copies, unsold),
         "manifest_sha256": manifest,
-        "innocent": {k: _innocent_rates(s, *split[k], threshold, spec.confidence)
+        "innocent": {k: _innocent_rates(s, *split[k], threshold, group_thresholds,
+                                        spec.confidence)
                      for k, s in innocent.items()},
+        "group_sizes": list(GROUP_SIZES),
+        "group_thresholds": {str(k): t if math.isfinite(t) else None
+                             for k, t in group_thresholds.items()},
         "attacks": {k: {"detection_rate": detection_rate(s, src, threshold),
-                        "wrong_accusation_rate": wrong_accusation_rate(s, src, threshold)}
+                        "wrong_accusation_rate": wrong_accusation_rate(s, src, threshold),
+                        "by_group_size": group_rates(s, src, group_thresholds)}
                     for k, (s, src) in attacks.items()},
         "curve": operating_curve({k: s.select(split[k][1]) for k, s in innocent.items()}, attacks,
                                  _curve_thresholds(innocent, attacks))}
     write_json(run.calibration_path, result)
     run.mark("calibrate", "done")
     return result
+
+
+def _group_thresholds(calibration: dict[str, Scores], max_false_accusation: float,
+                      seed: int) -> dict[int, float]:
+    """Per group size k, the threshold for k examples tested together, chosen as the
+    per-example one is, on groups of k drawn from each innocent set's calibration half. A mean
+    of k scores rarely reaches the per-example threshold, while a key that reads a kind of
+    input a little high by chance passes the group key test more often than one example's
+    (docs/method.md section 12). The groups overlap, so no confidence bound is asked of their
+    rate: the held-out halves measure it."""
+    out = {}
+    for k in GROUP_SIZES:
+        groups = {name: g for name, s in calibration.items()
+                  if (g := innocent_groups(s, k, derived_seed(seed, f"innocent_groups_{k}")))
+                  is not None}
+        out[k] = choose_threshold(groups, max_false_accusation) if groups else -math.inf
+    return out
 
 
 def _key_test_bound(copies: int, unsold: int) -> float | None:
@@ -88,14 +120,17 @@ def _key_test_bound(copies: int, unsold: int) -> float | None:
 
 
 def _innocent_rates(scores: Scores, calibration: torch.Tensor, held_out: torch.Tensor,
-                    threshold: float | None, confidence: float | None) -> dict:
+                    threshold: float | None, group_thresholds: dict[int, float],
+                    confidence: float | None) -> dict:
     """One innocent set's false accusations at ``threshold``: on its held-out half (with that
     rate's upper bound at ``confidence``, when given), its calibration half, and without
-    abstention."""
+    abstention; and those of groups of its held-out half at ``group_thresholds``."""
     rate = false_accusation_rate(scores.select(held_out), threshold)
     rates = {"num": len(scores), "false_accusation_rate": rate,
              "false_accusation_rate_calibration": false_accusation_rate(
                  scores.select(calibration), threshold),
+             "false_accusation_rate_by_group_size": group_false_accusations(
+                 scores.select(held_out), group_thresholds),
              "false_accusation_rate_no_abstain": false_accusation_rate(scores, None)}
     if confidence is not None:
         n = len(held_out)

@@ -4,7 +4,7 @@ stage checks its inputs against."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -13,11 +13,11 @@ from tracer import distributed
 from tracer.data import ImageData
 from tracer.io import atomic_write_bytes, check_sha256
 from tracer.methods import METHODS, TRAINED_TRACER_FIELDS, CopySet
-from tracer.models.factory import InputSpec
+from tracer.models.factory import InputSpec, ModelSpec
 from tracer.models.predict import predict_labels
 from tracer.runs import Run, write_manifest
 from tracer.separation.spec import SeparationSpec
-from tracer.separation.train import TracerTraining
+from tracer.separation.train import ClassifierTraining, TracerTraining
 from tracer.separation.trainer import Trainer, input_spec
 
 
@@ -68,6 +68,24 @@ def _c_training(recorded: dict) -> dict:
         if not out[f"{kind}_share"]:
             out.pop(f"{kind}_epsilon")
     return out
+
+
+def trained_as_recorded(run: Run, spec: SeparationSpec) -> SeparationSpec:
+    """``spec`` with C's architecture and training as ``run``'s finished separate stage recorded
+    them (completed by ``C_BEFORE_RECORDED``): what a later stage that trains a classifier "as C
+    is" (the independent model of the innocent sets) must follow, whatever today's defaults
+    say. ``spec`` itself where the run recorded no separate stage."""
+    done = run.info()["stages"].get("separate", {})
+    if done.get("status") != "done" or "spec" not in done:
+        return spec
+    recorded = done["spec"]
+    try:
+        model = ModelSpec(**recorded["model"])
+        classifier = ClassifierTraining(**{**C_BEFORE_RECORDED, **recorded["classifier"]})
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{run.run_json}: the separate stage's record of C is not one this "
+                         f"version reads ({e})") from e
+    return replace(spec, model=model, classifier=classifier)
 
 
 def _import_trained(src: Run, dst: Run, dataset: str, inp: InputSpec, spec: SeparationSpec,
