@@ -335,5 +335,5 @@ def test_a_copy_that_is_not_the_source_passes_the_group_key_test_one_time_in_uns
         s = score(obs, "debiased_spread")
         one += s.vouched.float().mean(0)
         group += s.mean().vouched[0].float()
-    assert group[0] / trials > 0.85 > 0.55 > one[0] / trials        # measured: 0.93 and 0.47
+    assert group[0] / trials > 0.85 > 0.55 > one[0] / trials        # measured: 0.915 and 0.48
     assert abs(group[1] / trials - 1 / (unsold + 1)) < 0.025
