@@ -18,6 +18,7 @@ import json
 import torch
 from omegaconf import OmegaConf
 
+from tracer.abstention import stored_threshold
 from tracer.config import to_spec
 from tracer.evaluation.anatomy import (by_queries, fooled_by_chance, residual_seen, tracer_share,
                                        where_detection_is_lost)
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
                          f"{run.manifest.get('method')!r}); the anatomy reads the tracer's")
     data = load_data(spec, download=False)
     scorer = scorer_name(copies, spec.scorer)
-    threshold = read_json(run.calibration_path).get("threshold") \
+    threshold = stored_threshold(read_json(run.calibration_path).get("threshold")) \
         if run.calibration_path.is_file() else None
     n = min(args.images, len(data.x_test))
     result = {"run": str(run.path), "scorer": scorer, "epsilon": EPSILON,

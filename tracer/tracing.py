@@ -127,37 +127,45 @@ class Scores:
         return (outranks(elig, self.value, e, v) | ((elig == e) & (self.value == v))).sum(1) - 1
 
     def mean(self) -> "Scores":
-        """One row from all (k examples known to share a source, scored together): each
-        candidate's mean value, eligible where it was on at least half of the examples. With the
-        unsold keys' values, the key test reads the group too (:func:`group_key_test`); without
-        them, vouched where it was on at least half of the examples."""
-        value = self.value.mean(dim=0, keepdim=True)
+        """One row from all: the k examples known to share a source, scored together
+        (:meth:`groups` with one group)."""
+        return self.groups(torch.arange(len(self)).unsqueeze(0))
+
+    def groups(self, index: Tensor) -> "Scores":
+        """One row per group of examples known to share a source (several pieces of evidence
+        from one buyer): each candidate's mean value, eligible where it was on at least half of
+        the group's examples. With the unsold keys' values, the key test reads the group too
+        (:func:`key_evidence`); without them, vouched where it was on at least half.
+
+        Shape: index [g, k] (rows of this set) -> [g, m].
+        """
+        value = self.value[index].mean(dim=1)
         elig = None if self.eligible is None else \
-            self.eligible.float().mean(dim=0, keepdim=True) >= 0.5
+            self.eligible[index].float().mean(dim=1) >= 0.5
         if self.unsold is not None:
-            return Scores(value, elig, group_key_test(self.value, self.unsold),
-                          self.unsold.mean(dim=0, keepdim=True))
+            evidence = key_evidence(self.value, self.unsold)[index].mean(dim=1)
+            m = self.num_candidates
+            vouched = evidence[:, :m] > evidence[:, m:].max(dim=1, keepdim=True).values
+            return Scores(value, elig, vouched, self.unsold[index].mean(dim=1))
         vouched = None if self.vouched is None else \
-            self.vouched.float().mean(dim=0, keepdim=True) >= 0.5
+            self.vouched[index].float().mean(dim=1) >= 0.5
         return Scores(value, elig, vouched)
 
 
-def group_key_test(value: Tensor, unsold: Tensor) -> Tensor:
-    """The key test for k examples from one source: per example, every key (sold or unsold) is
-    ranked by the value it reads, and a key's evidence is its mean -log(rank / keys) over the
-    examples; a candidate passes when its evidence beats every unsold key's. A copy that is not
-    the source holds a key the attack never saw: its ranks are exchangeable with the unsold
-    keys', so it passes with chance at most 1 / (M + 1), as on one example. Ranks weigh every
-    example alike, where a mean of values would follow the few examples on which every key
-    reads high (docs/method.md section 12).
+def key_evidence(value: Tensor, unsold: Tensor) -> Tensor:
+    """The key test for examples from one source: on each example every key (sold or unsold)
+    is ranked by the value it reads, and its evidence is -log(rank / keys); over a group, a
+    candidate passes when its mean evidence beats every unsold key's (:meth:`Scores.groups`). A
+    copy that is not the source holds a key the attack never saw: its ranks are exchangeable
+    with the unsold keys', so it passes with chance at most 1 / (M + 1), as on one example.
+    Ranks weigh every example alike, where a mean of values would follow the few examples on
+    which some key reads high (docs/method.md section 12).
 
-    Shape: value [k, m], unsold [k, M] -> vouched [1, m].
+    Shape: value [n, m], unsold [n, M] -> [n, m + M] (sold keys first).
     """
     keys = torch.cat([value, unsold], dim=1)
     rank = keys.argsort(dim=1, descending=True).argsort(dim=1) + 1          # 1: the highest
-    evidence = -(rank.float() / keys.shape[1]).log().mean(dim=0)
-    m = value.shape[1]
-    return (evidence[:m] > evidence[m:].max()).unsqueeze(0)
+    return -(rank.float() / keys.shape[1]).log()
 
 
 def outranks(e_a: Tensor, v_a: Tensor, e_b: Tensor, v_b: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tracer.tracing import (SPREAD_GATE, Observation, Scores, dol_from_outputs, group_key_test,
+from tracer.tracing import (SPREAD_GATE, Observation, Scores, dol_from_outputs, key_evidence,
                             logit_dol_from_outputs, named, outranks, score, scored,
                             spread_from_outputs, verdict)
 
@@ -306,7 +306,12 @@ def test_k_examples_from_one_buyer_are_key_tested_together():
     loud = torch.cat([torch.tensor([[0.9, 0.2]]), value])
     loud_unsold = torch.cat([torch.tensor([[1000.0, 0.1, 0.0]]), unsold])
     assert loud_unsold.mean(0).max() > loud.mean(0).max()
-    assert torch.equal(group_key_test(loud, loud_unsold), torch.tensor([[True, False]]))
+    assert torch.equal(Scores(loud, unsold=loud_unsold).mean().vouched, torch.tensor([[True, False]]))
+    # several groups at once, as one at a time
+    both = Scores(loud, unsold=loud_unsold).groups(torch.tensor([[1, 2, 3], [0, 1, 2]]))
+    assert torch.equal(both.vouched[0], group.vouched[0])
+    assert torch.allclose(both.value[1], loud[:3].mean(0))
+    assert torch.allclose(key_evidence(value, unsold)[0, :2], torch.tensor([2.5, 5 / 3]).log())
     assert torch.equal(s.select(torch.tensor([0, 2])).unsold, unsold[[0, 2]])
     # without the unsold values: vouched where it was on at least half of the examples
     assert not Scores(value, vouched=s.vouched).mean().vouched.any()

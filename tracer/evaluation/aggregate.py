@@ -1,6 +1,6 @@
 """Verdicts from k adversarial examples known to share a source (several pieces of evidence from
 one buyer): candidates' scores are averaged over the k examples before the verdict, and the key
-test reads the k examples together (``Scores.mean``)."""
+test reads the k examples together (``Scores.groups``)."""
 from __future__ import annotations
 
 import torch
@@ -16,7 +16,7 @@ def group_scores(scores: Scores, source: Tensor, k: int, trials: int = 1000,
                  seed: int = 0) -> tuple[Scores, Tensor] | None:
     """``trials`` groups of k examples drawn (without replacement) from one source, spread
     evenly over the sources that have at least k examples: each group's scores (one row,
-    ``Scores.mean``) and its source, [trials, m] and [trials]. None when no source has k
+    ``Scores.groups``) and its source, [trials, m] and [trials]. None when no source has k
     examples. Innocent sets: one source for all.
 
     Shape: source [n].
@@ -26,14 +26,12 @@ def group_scores(scores: Scores, source: Tensor, k: int, trials: int = 1000,
     groups = [(s, idx) for s, idx in groups if len(idx) >= k]
     if not groups:
         return None
-    rows, sources = [], []
+    picks, sources = [], []
     for t in range(trials):
         s, idx = groups[t % len(groups)]
-        rows.append(scores.select(idx[torch.randperm(len(idx), generator=gen)[:k]]).mean())
+        picks.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
         sources.append(s)
-    fields = [None if getattr(rows[0], f) is None else torch.cat([getattr(r, f) for r in rows])
-              for f in ("eligible", "vouched", "unsold")]
-    return Scores(torch.cat([r.value for r in rows]), *fields), torch.tensor(sources)
+    return scores.groups(torch.stack(picks)), torch.tensor(sources)
 
 
 def aggregate_accuracy(scores: Scores, source: Tensor, k: int, trials: int = 1000,
