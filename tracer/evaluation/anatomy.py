@@ -100,7 +100,8 @@ def by_queries(queries: Tensor, correct: Tensor, transfer: Tensor,
     return out
 
 
-def where_detection_is_lost(scores: Scores, source: Tensor, threshold: float) -> dict[str, float]:
+def where_detection_is_lost(scores: Scores, source: Tensor,
+                            threshold: float) -> dict[str, float | None]:
     """Of the examples whose top candidate is the source (``traced``, a share of all): the share
     the verdict may name (``nameable``: eligible and, with a key test, beating every unsold key)
     and the share it names at ``threshold`` (``detected``). Both None where none is traced.
