@@ -35,7 +35,7 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
     """Trace the innocent sets, choose the abstention threshold on their calibration halves,
     and measure false accusations (held-out halves) and detection (every attack's evidence,
     traced with the same scorer) at it, per example; and for groups of ``GROUP_SIZES`` examples
-    from one buyer tested together (``Scores.mean``), at a threshold of their own; writes
+    from one buyer tested together (``Scores.groups``), at a threshold of their own; writes
     ``innocent/`` and returns
     ``innocent/calibration.json``'s content. A finished calibration is kept unless the scorer,
     the manifest (the copies and how tracing reads them), the threshold's settings or the run's
@@ -66,10 +66,9 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
                 for name in spec.names()}
     split = {name: halves(len(s), derived_seed(seed, "innocent_halves"))
              for name, s in innocent.items()}
-    threshold = choose_threshold({k: s.select(split[k][0]) for k, s in innocent.items()},
-                                 spec.max_false_accusation, spec.confidence)
-    group_thresholds = _group_thresholds({k: s.select(split[k][0]) for k, s in innocent.items()},
-                                         spec.max_false_accusation, seed)
+    calibration_halves = {k: s.select(split[k][0]) for k, s in innocent.items()}
+    threshold = choose_threshold(calibration_halves, spec.max_false_accusation, spec.confidence)
+    group_thresholds = _group_thresholds(calibration_halves, spec.max_false_accusation, seed)
     attacks = {name: (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
                       ev.source) for name, ev in evidence.items()}
     result = {
