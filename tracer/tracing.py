@@ -30,15 +30,24 @@ the others that were tried):
   are eligible, if any does. A score-based attack that stays near the boundary (SimBA, Square)
   leaves a weak spread but often crosses only its own copy's boundary; a strong spread (a deep
   attack that moved C too, where other copies may disagree by chance) decides alone. The
-  default because it is the better rule for the worst case: on three seeds it reads SimBA at
-  72-80% against 38-43% and Square 5 points higher, and names no wrong buyer on any attack
-  (docs/method.md section 8).
+  default until ``flip_disagree``: on three seeds it read SimBA at 72-80% against 38-43% and
+  Square 5 points higher, and named no wrong buyer on any attack (docs/method.md section 8).
+- ``flip_disagree`` (ours, the default with projection keys): ``spread_disagree``'s ranks, on
+  the spread plus ``FLIP_WEIGHT`` times the flip: how far the debiased residual leans from the
+  classifier's label to the copy's own (0 where they agree). The key test reads the same sum on
+  every unsold key. A score-based attack that ends just past its copy's boundary leaves that
+  copy disagreeing with C and leaning away from C's label, which a key the attack never saw
+  rarely does; the spread alone ranks such a copy among the unsold keys' spreads, which are
+  never 0. On two of three seeds the verdict then names 3.5 to 25 times as many of Square's and
+  SimBA's examples; on the third a higher threshold leaves 1.2-1.9 times (docs/method.md
+  section 13).
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
   Far past C's boundary (white-box attacks) tanh saturates and DOL loses what these still show.
 
-The key test (both spread scorers): a copy may be named only if its spread beats that of every
-one of the vendor's *unsold* keys, drawn like the sold ones, on the same example. A copy that is
+The key test (the spread scorers and ``flip_disagree``, each on its own value): a copy may be
+named only if its value beats that of every one of the vendor's *unsold* keys, drawn like the
+sold ones, on the same example. A copy that is
 not the source has a key the attack never saw, so on any evidence (any attack, any innocent
 input) its spread is exchangeable with the unsold keys': it beats all M of them with chance at
 most 1/(M + 1), and some wrong copy passes with chance at most (m - 1)/(M + 1) over the draw of
@@ -182,7 +191,9 @@ class Observation:
     ``logit_dol_label`` is None unless the clean labels were given, ``debiased`` and ``spread``
     unless the tracer is the residual one (``spread`` also unless the keys are projections).
     ``unsold_spreads``: the spread each of the M unsold keys reads on the example, for the key
-    test; None without unsold keys.
+    test; None without unsold keys. ``flip`` [n, m] and ``unsold_flips`` [n, M]: how far the
+    debiased residual leans from the classifier's label to each key's copy's label (0 where the
+    two agree), beside ``spread`` and ``unsold_spreads``.
     """
     dol: Tensor
     labels: Tensor
@@ -191,6 +202,8 @@ class Observation:
     debiased: Tensor | None = None
     spread: Tensor | None = None
     unsold_spreads: Tensor | None = None
+    flip: Tensor | None = None
+    unsold_flips: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -226,6 +239,21 @@ def aligned_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor
     top2 = outputs.topk(2, dim=-1).indices
     z2 = pre_activations.gather(-1, top2)
     return (z2[..., 0] - z2[..., 1]) / (2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
+
+
+def flip_from_outputs(outputs: Tensor, base_outputs: Tensor, pre_activations: Tensor,
+                      scale: Tensor) -> Tensor:
+    """(z_att - z_C) / (sqrt 2 * scale) per copy: with z = P_i r and scale = |r|, the cosine
+    between r and the copy's direction from its classifier's label (C) to its own label (att),
+    0 where they are one label. Only the copy an attack crossed leans away from C and disagrees
+    with it; a key the attack never saw rarely does.
+
+    Shape: outputs, pre_activations [n, m, K]; base_outputs [n, 1 or m, K]; scale [n] -> [n, m].
+    """
+    att = outputs.argmax(-1, keepdim=True)
+    cln = base_outputs.argmax(-1, keepdim=True).expand_as(att)
+    lean = pre_activations.gather(-1, att) - pre_activations.gather(-1, cln)
+    return lean.squeeze(-1) / (2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
 
 
 def spread_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor) -> Tensor:
@@ -268,12 +296,38 @@ SPREAD_GATE = 3.0
 
 
 def _spread_disagree(obs: Observation) -> Scores:
+    return Scores(_debiased_spread(obs).value, _spread_gate(obs), _key_test(obs),
+                  obs.unsold_spreads)
+
+
+def _spread_gate(obs: Observation) -> Tensor:
+    """The candidates ``spread_disagree`` ranks first: those whose spread stands out, or, where
+    none does, those that disagree with their classifier (every one where none does): [n, m]."""
     spread = _debiased_spread(obs).value
     disagree = obs.labels != obs.base_labels
     strong = spread >= SPREAD_GATE * spread.median(dim=1, keepdim=True).values
     weak = ~strong.any(dim=1, keepdim=True)
-    return Scores(spread, strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True)),
-                  _key_test(obs), obs.unsold_spreads)
+    return strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True))
+
+
+# The flip's weight beside the spread in flip_disagree (docs/method.md section 13: against 0.35,
+# 0.7 doubled SimBA's detection and raised Square's by half on two of three seeds; 1.4 cost PGD
+# and BIM a fifth of theirs)
+FLIP_WEIGHT = 0.7
+
+
+def _flip_disagree(obs: Observation) -> Scores:
+    if obs.flip is None:
+        raise ValueError("scorer flip_disagree needs the residual tracer with projection keys "
+                         "(separation.keying=projection)")
+    value = _debiased_spread(obs).value + FLIP_WEIGHT * obs.flip
+    if (obs.unsold_spreads is None) != (obs.unsold_flips is None):
+        raise ValueError("flip_disagree's key test needs both the unsold keys' spreads and "
+                         "their flips")
+    unsold = None if obs.unsold_spreads is None else \
+        obs.unsold_spreads + FLIP_WEIGHT * obs.unsold_flips
+    vouched = None if unsold is None else value > unsold.max(dim=1, keepdim=True).values
+    return Scores(value, _spread_gate(obs), vouched, unsold)
 
 
 def _logit_dol_label(obs: Observation) -> Scores:
@@ -284,7 +338,8 @@ def _logit_dol_label(obs: Observation) -> Scores:
 
 SCORERS: dict[str, Callable[[Observation], Scores]] = {
     "dol": _dol, "debiased_disagree": _debiased_disagree, "debiased_spread": _debiased_spread,
-    "spread_disagree": _spread_disagree, "logit_dol_label": _logit_dol_label}
+    "spread_disagree": _spread_disagree, "flip_disagree": _flip_disagree,
+    "logit_dol_label": _logit_dol_label}
 
 
 def score(obs: Observation, scorer: str = "dol") -> Scores:

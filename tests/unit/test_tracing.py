@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from tracer.tracing import (SPREAD_GATE, Observation, Scores, dol_from_outputs, key_evidence,
-                            logit_dol_from_outputs, named, outranks, score, scored,
-                            spread_from_outputs, verdict)
+from tracer.tracing import (FLIP_WEIGHT, SPREAD_GATE, Observation, Scores, dol_from_outputs,
+                            flip_from_outputs, key_evidence, logit_dol_from_outputs, named,
+                            outranks, score, scored, spread_from_outputs, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -215,7 +215,8 @@ def test_spread_disagree_reads_the_disagreeing_copies_only_where_no_spread_stand
 def test_only_projection_keys_offer_the_spread():
     from conftest import tiny_copies
     perm, proj = tiny_copies(keying="permutation"), tiny_copies(keying="projection")
-    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "spread_disagree"
+    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "flip_disagree"
+    assert "flip_disagree" not in perm.scorers
     assert "spread_disagree" not in perm.scorers and "spread_disagree" in proj.scorers
     x = torch.rand(5, 1, 8, 8)
     assert perm.observe(x).spread is None
@@ -245,11 +246,17 @@ def test_the_key_test_reads_each_unsold_key_as_a_copy_holding_it_would(monkeypat
                               copies.norm).eval()
     x = torch.rand(6, 1, 8, 8)
     obs = copies.observe(x, batch_size=4)
-    assert torch.allclose(obs.unsold_spreads, holders.observe(x).spread, atol=1e-6)
+    held = holders.observe(x)
+    assert torch.allclose(obs.unsold_spreads, held.spread, atol=1e-6)
+    assert torch.allclose(obs.unsold_flips, held.flip, atol=1e-6)
     for name in ("debiased_spread", "spread_disagree"):
         s = score(obs, name)
         assert torch.equal(s.vouched, obs.spread > obs.unsold_spreads.max(1, keepdim=True).values)
         assert torch.equal(s.unsold, obs.unsold_spreads)
+    s = score(obs, "flip_disagree")
+    unsold = obs.unsold_spreads + FLIP_WEIGHT * obs.unsold_flips
+    assert torch.allclose(s.unsold, unsold)
+    assert torch.equal(s.vouched, s.value > unsold.max(1, keepdim=True).values)
     assert tiny_copies(keying="projection").observe(x).unsold_spreads is None
     assert score(tiny_copies(keying="projection").observe(x), "debiased_spread").vouched is None
 
@@ -268,12 +275,51 @@ def test_a_sold_key_that_is_also_unsold_never_passes_the_key_test():
     assert not nameable[index == 1].any()
 
 
+def test_the_flip_leans_from_the_classifiers_label_to_the_copys_own():
+    # r = 3 * e0 + 1 * e1 (|r| = sqrt 10); every copy reads z = P r on rows 0..2
+    r_norm = torch.tensor([10 ** 0.5])
+    z = torch.tensor([[[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.0]]])      # [1, 3, K]
+    base = torch.tensor([[[0.0, 0.0, 1.0]]])                                     # C says 2
+    outputs = torch.tensor([[[0.9, 0.0, 0.8], [0.0, 0.5, 0.9], [0.1, 0.2, 0.9]]])
+    # copy 0 says 0 (z0 - z2 = 3), copy 1 says 2 as C does, copy 2 says 2 as C does
+    flip = flip_from_outputs(outputs, base, z, r_norm)
+    assert torch.allclose(flip, torch.tensor([[3.0 / (2 ** 0.5 * 10 ** 0.5), 0.0, 0.0]]))
+    own = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])   # C_i's labels
+    flip = flip_from_outputs(outputs, own, z, r_norm)
+    assert torch.allclose(flip, torch.tensor([[2.0, -1.0, 2.0]]) / (2 ** 0.5 * 10 ** 0.5))
+
+
+def test_flip_disagree_ranks_as_spread_disagree_on_the_spread_plus_the_flip():
+    obs = Observation(dol=torch.zeros(3, 3),
+                      labels=torch.tensor([[4, 4, 7], [4, 4, 4], [4, 4, 7]]),
+                      base_labels=torch.full((3, 3), 4), debiased=torch.zeros(3, 3),
+                      spread=torch.tensor([[0.30, 0.10, 0.20], [0.10, 0.40, 0.20],
+                                           [0.90, 0.10, 0.20]]),
+                      flip=torch.tensor([[0.0, 0.0, 0.25], [0.0, 0.0, 0.0], [0.0, 0.0, 0.3]]),
+                      unsold_spreads=torch.tensor([[0.35, 0.1], [0.3, 0.2], [0.5, 0.2]]),
+                      unsold_flips=torch.tensor([[0.0, 0.1], [0.0, 0.0], [0.0, 0.0]]))
+    s = score(obs, "flip_disagree")
+    assert FLIP_WEIGHT == 0.7
+    assert torch.allclose(s.value, obs.spread + 0.7 * obs.flip)
+    assert torch.equal(s.eligible, score(obs, "spread_disagree").eligible)
+    # example 0: copy 2 reads 0.2 + 0.175 = 0.375 against the unsold keys' best 0.35, where its
+    # spread alone (0.2) would not pass; example 2: copy 0 (0.9) passes on its spread
+    assert s.vouched.tolist() == [[False, False, True], [False, True, False], [True, False, False]]
+    assert named(s).tolist() == [2, 1, 0]
+    assert not score(obs, "spread_disagree").vouched[0, 2]
+    with pytest.raises(ValueError, match="needs both the unsold keys' spreads and their flips"):
+        score(Observation(**{**obs.__dict__, "unsold_flips": None}), "flip_disagree")
+    with pytest.raises(ValueError, match="flip_disagree needs the residual tracer with "
+                                         "projection keys"):
+        score(Observation(**{**obs.__dict__, "flip": None}), "flip_disagree")
+
+
 def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_plus_one():
     # residuals along copy 0's (label, clean) rows plus noise: copy 1's key, like every unsold
     # key, never saw the attack, so it beats all 19 unsold keys 1 time in 20; copy 0 nearly always
     from tracer.models.copies import random_projections
     g = torch.Generator().manual_seed(1)
-    trials, unsold, passes = 1000, 19, torch.zeros(2)
+    trials, unsold, passes = 1000, 19, torch.zeros(2, 2)
     for t in range(trials):
         keys = random_projections(2 + unsold, 10, 256, seed=t)           # sold: 0 and 1
         signal = keys[0, 4] - keys[0, 7]
@@ -282,13 +328,18 @@ def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_pl
         outputs = z.clone()                                              # each key's own label
         outputs[:, 0, 4] = 1e3                                           # the attacked copy's
         spread = spread_from_outputs(outputs, z, r.norm().view(1))[0]
+        base = torch.zeros(1, 1, 10)
+        base[..., 7] = 1.0                                               # C: the clean label
+        flip = flip_from_outputs(outputs, base, z, r.norm().view(1))[0]
         obs = Observation(dol=torch.zeros(1, 2), labels=outputs[:, :2].argmax(-1),
                           base_labels=torch.zeros(1, 2, dtype=torch.long), spread=spread[None, :2],
-                          unsold_spreads=spread[None, 2:])
-        passes += score(obs, "debiased_spread").vouched[0].float()
+                          unsold_spreads=spread[None, 2:], flip=flip[None, :2],
+                          unsold_flips=flip[None, 2:])
+        passes += torch.stack([score(obs, name).vouched[0].float()
+                               for name in ("debiased_spread", "flip_disagree")])
     rate = passes / trials
-    assert rate[0] > 0.95
-    assert abs(rate[1] - 1 / (unsold + 1)) < 0.025   # binomial sd at 1000 trials: 0.007
+    assert (rate[:, 0] > 0.95).all()
+    assert ((rate[:, 1] - 1 / (unsold + 1)).abs() < 0.025).all()   # binomial sd: 0.007
 
 
 def test_k_examples_from_one_buyer_are_key_tested_together():

@@ -18,7 +18,8 @@ from tracer.models.common_directions import without
 from tracer.models.residual import ResidualTracer
 from tracer.seeding import derived_seed
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
-                            logit_dol_from_outputs, scored, spread_from_outputs)
+                            flip_from_outputs, logit_dol_from_outputs, scored,
+                            spread_from_outputs)
 
 OUTPUT_NORMS = ("softmax", "minmax")
 
@@ -137,10 +138,12 @@ class TracerCopies(nn.Module):
         """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch (the
         debiased residual's alignment too, where ``scorers`` offer it). ``clean_labels`` [n]
         (optional): what each image shows, for ``logit_dol_label``."""
-        want_spread = bool({"debiased_spread", "spread_disagree"} & set(self.scorers))
+        want_spread = bool({"debiased_spread", "spread_disagree", "flip_disagree"} &
+                           set(self.scorers))
         want_debiased = want_spread or "debiased_disagree" in self.scorers
-        cols: dict[str, list[Tensor]] = {k: [] for k in ("dol", "labels", "base", "label",
-                                                         "debiased", "spread", "unsold")}
+        cols: dict[str, list[Tensor]] = {k: [] for k in (
+            "dol", "labels", "base", "label", "debiased", "spread", "unsold", "flip",
+            "unsold_flips")}
         for idx in batches(len(x), batch_size):
             xb = x[idx].to(device)
             c = self.base_outputs(xb)
@@ -161,17 +164,20 @@ class TracerCopies(nn.Module):
                 cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
                 if want_spread:
                     cols["spread"].append(spread_from_outputs(out, keyed, scale).cpu())
-                    unsold = self.unsold_spreads(c, features, debiased)
+                    cols["flip"].append(flip_from_outputs(out, c, keyed, scale).cpu())
+                    unsold = self.unsold_readings(c, features, debiased)
                     if unsold is not None:
-                        cols["unsold"].append(unsold.cpu())
+                        cols["unsold"].append(unsold[0].cpu())
+                        cols["unsold_flips"].append(unsold[1].cpu())
         joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
         return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
-                           joined["debiased"], joined["spread"], joined["unsold"])
+                           joined["debiased"], joined["spread"], joined["unsold"],
+                           joined["flip"], joined["unsold_flips"])
 
-    def unsold_spreads(self, base_outputs: Tensor, features: Tensor,
-                       debiased: Tensor) -> Tensor | None:
-        """The spread each unsold key reads (tracer.tracing, the key test): [n, M]; None where
-        these copies have no unsold keys."""
+    def unsold_readings(self, base_outputs: Tensor, features: Tensor,
+                        debiased: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The spread and the flip each unsold key reads (tracer.tracing, the key test): 2 x
+        [n, M]; None where these copies have no unsold keys."""
         return None
 
     def without_common(self, debiased: Tensor) -> Tensor:
@@ -259,7 +265,7 @@ class ProjectedCopies(TracerCopies):
             common = common.float().clone()
         self.register_buffer("common", common)
         # tracer.tracing: why these keys
-        self.scorers = ("spread_disagree", "debiased_spread", *self.scorers)
+        self.scorers = ("flip_disagree", "spread_disagree", "debiased_spread", *self.scorers)
 
     @property
     def num_copies(self) -> int:
@@ -286,21 +292,21 @@ class ProjectedCopies(TracerCopies):
     def num_unsold(self) -> int:
         return 0 if self.unsold is None else len(self.unsold)
 
-    def unsold_spreads(self, base_outputs: Tensor, features: Tensor,
-                       debiased: Tensor) -> Tensor | None:
+    def unsold_readings(self, base_outputs: Tensor, features: Tensor,
+                        debiased: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.unsold is None:
             return None
         scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
-        spreads = []
+        spreads, flips = [], []
         for keys in self.unsold.split(self.UNSOLD_CHUNK):
             rows = keys.reshape(-1, d).T
             # each unsold key's label, as a copy holding it would answer: C + alpha * its tracer
             out = base_outputs + self.alpha * torch.tanh(
                 self.tracer.gain * (features @ rows).view(len(features), len(keys), k))
-            spread = spread_from_outputs(out, (debiased @ rows).view(len(features), len(keys), k),
-                                         scale)
-            spreads.append(spread)
-        return torch.cat(spreads, dim=1)
+            keyed = (debiased @ rows).view(len(features), len(keys), k)
+            spreads.append(spread_from_outputs(out, keyed, scale))
+            flips.append(flip_from_outputs(out, base_outputs, keyed, scale))
+        return torch.cat(spreads, dim=1), torch.cat(flips, dim=1)
 
 
 def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0,
