@@ -24,7 +24,7 @@ the others that were tried):
   that moved C too, where no copy disagrees with C, is read as well as a minimal one. With
   permutation keys every copy's rows are the same K values and the minimum is the same for all:
   the rule would read only the label row, so these keys do not offer it.
-- ``spread_disagree`` (ours, the default with projection keys): ``debiased_spread``'s values; where
+- ``spread_disagree`` (ours, projection keys): ``debiased_spread``'s values; where
   no copy's spread stands out (none reaches ``SPREAD_GATE`` times the copies' median spread on
   the example, what an unrelated key reads), only the copies that disagree with their classifier
   are eligible, if any does. A score-based attack that stays near the boundary (SimBA, Square)
@@ -47,11 +47,12 @@ the others that were tried):
 
 The key test (the spread scorers and ``flip_disagree``, each on its own value): a copy may be
 named only if its value beats that of every one of the vendor's *unsold* keys, drawn like the
-sold ones, on the same example. A copy that is
-not the source has a key the attack never saw, so on any evidence (any attack, any innocent
-input) its spread is exchangeable with the unsold keys': it beats all M of them with chance at
-most 1/(M + 1), and some wrong copy passes with chance at most (m - 1)/(M + 1) over the draw of
-the keys, whatever the calibration sets held (docs/method.md section 8).
+sold ones, on the same example. A copy that is not the source has a key the attack never saw,
+so on any evidence (any attack, any innocent input) its value is exchangeable with the unsold
+keys': it beats all M of them with chance at most 1/(M + 1), and some wrong copy passes with
+chance at most (m - 1)/(M + 1) over the draw of the keys, whatever the calibration sets held
+(docs/method.md section 8). For one vendor's draw a key can read some kind of input high more
+often than that (section 13), which the calibrated threshold is there for.
 """
 from __future__ import annotations
 
@@ -245,8 +246,8 @@ def flip_from_outputs(outputs: Tensor, base_outputs: Tensor, pre_activations: Te
                       scale: Tensor) -> Tensor:
     """(z_att - z_C) / (sqrt 2 * scale) per copy: with z = P_i r and scale = |r|, the cosine
     between r and the copy's direction from its classifier's label (C) to its own label (att),
-    0 where they are one label. Only the copy an attack crossed leans away from C and disagrees
-    with it; a key the attack never saw rarely does.
+    0 where they are one label. The copy an attack crossed leans away from C and disagrees with
+    it; a key the attack never saw rarely does.
 
     Shape: outputs, pre_activations [n, m, K]; base_outputs [n, 1 or m, K]; scale [n] -> [n, m].
     """
@@ -302,8 +303,9 @@ def _spread_disagree(obs: Observation) -> Scores:
 
 def _spread_gate(obs: Observation) -> Tensor:
     """The candidates ``spread_disagree`` ranks first: those whose spread stands out, or, where
-    none does, those that disagree with their classifier (every one where none does): [n, m]."""
-    spread = _debiased_spread(obs).value
+    none does, those that disagree with their classifier (every one where none does): [n, m].
+    ``obs.spread`` must be there (the callers check)."""
+    spread = obs.spread
     disagree = obs.labels != obs.base_labels
     strong = spread >= SPREAD_GATE * spread.median(dim=1, keepdim=True).values
     weak = ~strong.any(dim=1, keepdim=True)
@@ -311,16 +313,16 @@ def _spread_gate(obs: Observation) -> Tensor:
 
 
 # The flip's weight beside the spread in flip_disagree (docs/method.md section 13: against 0.35,
-# 0.7 doubled SimBA's detection and raised Square's by half on two of three seeds; 1.4 cost PGD
-# and BIM a fifth of theirs)
+# 0.7 doubled SimBA's detection and raised Square's by half on two of three seeds; 1.4, tried on
+# seed 0 alone, cost PGD a fifth of its detection)
 FLIP_WEIGHT = 0.7
 
 
 def _flip_disagree(obs: Observation) -> Scores:
-    if obs.flip is None:
+    if obs.flip is None or obs.spread is None:
         raise ValueError("scorer flip_disagree needs the residual tracer with projection keys "
                          "(separation.keying=projection)")
-    value = _debiased_spread(obs).value + FLIP_WEIGHT * obs.flip
+    value = obs.spread + FLIP_WEIGHT * obs.flip
     if (obs.unsold_spreads is None) != (obs.unsold_flips is None):
         raise ValueError("flip_disagree's key test needs both the unsold keys' spreads and "
                          "their flips")

@@ -229,11 +229,15 @@ def test_only_projection_keys_offer_the_spread():
         r = t.noise(x)
         r = (r - t.noise((x - r).clamp(0, 1))).flatten(1)
         labels = proj.outputs(x).argmax(-1)
+        base = proj.base_outputs(x)[:, 0].argmax(-1)
     for j in range(proj.num_copies):
         z = r @ proj.projections[j].T
         want = (z.gather(1, labels[:, j:j + 1]).squeeze(1) - z.min(1).values) / (
             2 ** 0.5 * r.norm(dim=1))
         assert torch.allclose(obs.spread[:, j], want, atol=1e-4)
+        lean = z.gather(1, labels[:, j:j + 1]) - z.gather(1, base[:, None])
+        assert torch.allclose(obs.flip[:, j], lean.squeeze(1) / (2 ** 0.5 * r.norm(dim=1)),
+                              atol=1e-4)
 
 
 def test_the_key_test_reads_each_unsold_key_as_a_copy_holding_it_would(monkeypatch):
@@ -249,6 +253,7 @@ def test_the_key_test_reads_each_unsold_key_as_a_copy_holding_it_would(monkeypat
     held = holders.observe(x)
     assert torch.allclose(obs.unsold_spreads, held.spread, atol=1e-6)
     assert torch.allclose(obs.unsold_flips, held.flip, atol=1e-6)
+    assert (obs.unsold_flips != 0).any()      # some unsold key's copy disagrees with C
     for name in ("debiased_spread", "spread_disagree"):
         s = score(obs, name)
         assert torch.equal(s.vouched, obs.spread > obs.unsold_spreads.max(1, keepdim=True).values)
@@ -276,16 +281,18 @@ def test_a_sold_key_that_is_also_unsold_never_passes_the_key_test():
 
 
 def test_the_flip_leans_from_the_classifiers_label_to_the_copys_own():
-    # r = 3 * e0 + 1 * e1 (|r| = sqrt 10); every copy reads z = P r on rows 0..2
-    r_norm = torch.tensor([10 ** 0.5])
-    z = torch.tensor([[[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.0]]])      # [1, 3, K]
-    base = torch.tensor([[[0.0, 0.0, 1.0]]])                                     # C says 2
-    outputs = torch.tensor([[[0.9, 0.0, 0.8], [0.0, 0.5, 0.9], [0.1, 0.2, 0.9]]])
+    # two examples, |r| = sqrt 10 and sqrt 40; every copy reads z = P r on rows 0..2
+    r_norm = torch.tensor([10 ** 0.5, 40 ** 0.5])
+    z = torch.tensor([[[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.0]]]).repeat(2, 1, 1)
+    base = torch.tensor([[[0.0, 0.0, 1.0]]]).repeat(2, 1, 1)                     # C says 2
+    outputs = torch.tensor([[[0.9, 0.0, 0.8], [0.0, 0.5, 0.9], [0.1, 0.2, 0.9]]]).repeat(2, 1, 1)
     # copy 0 says 0 (z0 - z2 = 3), copy 1 says 2 as C does, copy 2 says 2 as C does
     flip = flip_from_outputs(outputs, base, z, r_norm)
-    assert torch.allclose(flip, torch.tensor([[3.0 / (2 ** 0.5 * 10 ** 0.5), 0.0, 0.0]]))
+    lean = torch.tensor([3.0, 0.0, 0.0])
+    assert torch.allclose(flip, torch.stack([lean / (2 ** 0.5 * 10 ** 0.5),
+                                             lean / (2 ** 0.5 * 40 ** 0.5)]))
     own = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])   # C_i's labels
-    flip = flip_from_outputs(outputs, own, z, r_norm)
+    flip = flip_from_outputs(outputs[:1], own, z[:1], r_norm[:1])
     assert torch.allclose(flip, torch.tensor([[2.0, -1.0, 2.0]]) / (2 ** 0.5 * 10 ** 0.5))
 
 
@@ -297,16 +304,18 @@ def test_flip_disagree_ranks_as_spread_disagree_on_the_spread_plus_the_flip():
                                            [0.90, 0.10, 0.20]]),
                       flip=torch.tensor([[0.0, 0.0, 0.25], [0.0, 0.0, 0.0], [0.0, 0.0, 0.3]]),
                       unsold_spreads=torch.tensor([[0.35, 0.1], [0.3, 0.2], [0.5, 0.2]]),
-                      unsold_flips=torch.tensor([[0.0, 0.1], [0.0, 0.0], [0.0, 0.0]]))
+                      unsold_flips=torch.tensor([[0.0, 0.1], [0.2, 0.0], [0.0, 0.0]]))
     s = score(obs, "flip_disagree")
     assert FLIP_WEIGHT == 0.7
     assert torch.allclose(s.value, obs.spread + 0.7 * obs.flip)
     assert torch.equal(s.eligible, score(obs, "spread_disagree").eligible)
     # example 0: copy 2 reads 0.2 + 0.175 = 0.375 against the unsold keys' best 0.35, where its
-    # spread alone (0.2) would not pass; example 2: copy 0 (0.9) passes on its spread
-    assert s.vouched.tolist() == [[False, False, True], [False, True, False], [True, False, False]]
-    assert named(s).tolist() == [2, 1, 0]
-    assert not score(obs, "spread_disagree").vouched[0, 2]
+    # spread alone (0.2) would not pass; example 1: an unsold key reads 0.3 + 0.14 = 0.44 above
+    # copy 1's 0.40, where its spread alone (0.3) would not; example 2: copy 0 (0.9) passes
+    assert s.vouched.tolist() == [[False, False, True], [False, False, False],
+                                  [True, False, False]]
+    assert named(s, abstain_below=-torch.inf).tolist() == [2, -1, 0]
+    assert named(score(obs, "spread_disagree"), abstain_below=-torch.inf).tolist() == [-1, 1, 0]
     with pytest.raises(ValueError, match="needs both the unsold keys' spreads and their flips"):
         score(Observation(**{**obs.__dict__, "unsold_flips": None}), "flip_disagree")
     with pytest.raises(ValueError, match="flip_disagree needs the residual tracer with "
@@ -332,7 +341,7 @@ def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_pl
         base[..., 7] = 1.0                                               # C: the clean label
         flip = flip_from_outputs(outputs, base, z, r.norm().view(1))[0]
         obs = Observation(dol=torch.zeros(1, 2), labels=outputs[:, :2].argmax(-1),
-                          base_labels=torch.zeros(1, 2, dtype=torch.long), spread=spread[None, :2],
+                          base_labels=torch.full((1, 2), 7), spread=spread[None, :2],
                           unsold_spreads=spread[None, 2:], flip=flip[None, :2],
                           unsold_flips=flip[None, 2:])
         passes += torch.stack([score(obs, name).vouched[0].float()
