@@ -33,9 +33,9 @@ the others that were tried):
   default until ``flip_disagree``: on three seeds it read SimBA at 72-80% against 38-43% and
   Square 5 points higher, and named no wrong buyer on any attack (docs/method.md section 8).
 - ``flip_disagree`` (ours, the default with projection keys): ``spread_disagree``'s ranks, on
-  the spread plus ``FLIP_WEIGHT`` times the flip: how far the debiased residual leans from the
-  classifier's label to the copy's own (0 where they agree). The key test reads the same sum on
-  every unsold key. A score-based attack that ends just past its copy's boundary leaves that
+  the spread plus ``FLIP_WEIGHT`` times the flip: how far the residual the copy answered from,
+  R(x) without the common directions, leans from the classifier's label to the copy's own (0
+  where they agree). The key test reads the same sum on every unsold key. A score-based attack that ends just past its copy's boundary leaves that
   copy disagreeing with C and leaning away from C's label, which a key the attack never saw
   rarely does; the spread alone ranks such a copy among the unsold keys' spreads, which are
   never 0. On two of three seeds the verdict then names 3.5 to 25 times as many of Square's and
@@ -193,8 +193,9 @@ class Observation:
     unless the tracer is the residual one (``spread`` also unless the keys are projections).
     ``unsold_spreads``: the spread each of the M unsold keys reads on the example, for the key
     test; None without unsold keys. ``flip`` [n, m] and ``unsold_flips`` [n, M]: how far the
-    debiased residual leans from the classifier's label to each key's copy's label (0 where the
-    two agree), beside ``spread`` and ``unsold_spreads``.
+    residual the copies answer from (R(x), without the common directions) leans from the
+    classifier's label to each key's copy's label (0 where the two agree), beside ``spread`` and
+    ``unsold_spreads``.
     """
     dol: Tensor
     labels: Tensor
@@ -245,8 +246,9 @@ def aligned_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor
 def flip_from_outputs(outputs: Tensor, base_outputs: Tensor, pre_activations: Tensor,
                       scale: Tensor) -> Tensor:
     """(z_att - z_C) / (sqrt 2 * scale) per copy: with z = P_i r and scale = |r|, the cosine
-    between r and the copy's direction from its classifier's label (C) to its own label (att),
-    0 where they are one label. The copy an attack crossed leans away from C and disagrees with
+    between a residual r (tracing reads R(x), what the copy answered from) and the copy's
+    direction from its classifier's label (C) to its own label (att), 0 where they are one
+    label. The copy an attack crossed leans away from C and disagrees with
     it; a key the attack never saw rarely does.
 
     Shape: outputs, pre_activations [n, m, K]; base_outputs [n, 1 or m, K]; scale [n] -> [n, m].

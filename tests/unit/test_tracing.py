@@ -226,8 +226,9 @@ def test_only_projection_keys_offer_the_spread():
     obs = proj.observe(x, batch_size=2)
     t = proj.tracer
     with torch.no_grad():
-        r = t.noise(x)
-        r = (r - t.noise((x - r).clamp(0, 1))).flatten(1)
+        answered = t.noise(x)
+        r = (answered - t.noise((x - answered).clamp(0, 1))).flatten(1)
+        answered = answered.flatten(1)
         labels = proj.outputs(x).argmax(-1)
         base = proj.base_outputs(x)[:, 0].argmax(-1)
     for j in range(proj.num_copies):
@@ -235,8 +236,10 @@ def test_only_projection_keys_offer_the_spread():
         want = (z.gather(1, labels[:, j:j + 1]).squeeze(1) - z.min(1).values) / (
             2 ** 0.5 * r.norm(dim=1))
         assert torch.allclose(obs.spread[:, j], want, atol=1e-4)
+        # the flip reads R(x) itself, what the copy answered from, not the debiased residual
+        z = answered @ proj.projections[j].T
         lean = z.gather(1, labels[:, j:j + 1]) - z.gather(1, base[:, None])
-        assert torch.allclose(obs.flip[:, j], lean.squeeze(1) / (2 ** 0.5 * r.norm(dim=1)),
+        assert torch.allclose(obs.flip[:, j], lean.squeeze(1) / (2 ** 0.5 * answered.norm(dim=1)),
                               atol=1e-4)
 
 

@@ -164,7 +164,10 @@ class TracerCopies(nn.Module):
                 cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
                 if want_spread:
                     cols["spread"].append(spread_from_outputs(out, keyed, scale).cpu())
-                    cols["flip"].append(flip_from_outputs(out, c, keyed, scale).cpu())
+                    # the flip reads what the copy answered from, R(x): the attack steered that
+                    answered = self.without_common(features)
+                    cols["flip"].append(flip_from_outputs(out, c, self.keyed(answered),
+                                                          answered.norm(dim=1)).cpu())
                     unsold = self.unsold_readings(c, features, debiased)
                     if unsold is not None:
                         cols["unsold"].append(unsold[0].cpu())
@@ -180,9 +183,9 @@ class TracerCopies(nn.Module):
         [n, M]; None where these copies have no unsold keys."""
         return None
 
-    def without_common(self, debiased: Tensor) -> Tensor:
-        """The debiased residual [n, d] as tracing reads it: here unchanged."""
-        return debiased
+    def without_common(self, residual: Tensor) -> Tensor:
+        """A residual [n, d] (R(x), or the debiased one) as tracing reads it: here unchanged."""
+        return residual
 
     def trace(self, x: Tensor, *, clean_images: Tensor | None = None,
               clean_labels: Tensor | None = None, device: torch.device | str = "cpu") -> Scored:
@@ -285,8 +288,8 @@ class ProjectedCopies(TracerCopies):
     def keyed_tracer(self, index: int) -> nn.Module:
         return _ProjectedTracer(self.tracer.noise, self.projections[index], self.tracer.gain)
 
-    def without_common(self, debiased: Tensor) -> Tensor:
-        return without(self.common, debiased)
+    def without_common(self, residual: Tensor) -> Tensor:
+        return without(self.common, residual)
 
     @property
     def num_unsold(self) -> int:
@@ -297,15 +300,18 @@ class ProjectedCopies(TracerCopies):
         if self.unsold is None:
             return None
         scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
+        answered = self.without_common(features)
         spreads, flips = [], []
         for keys in self.unsold.split(self.UNSOLD_CHUNK):
             rows = keys.reshape(-1, d).T
             # each unsold key's label, as a copy holding it would answer: C + alpha * its tracer
             out = base_outputs + self.alpha * torch.tanh(
                 self.tracer.gain * (features @ rows).view(len(features), len(keys), k))
-            keyed = (debiased @ rows).view(len(features), len(keys), k)
-            spreads.append(spread_from_outputs(out, keyed, scale))
-            flips.append(flip_from_outputs(out, base_outputs, keyed, scale))
+            spreads.append(spread_from_outputs(
+                out, (debiased @ rows).view(len(features), len(keys), k), scale))
+            flips.append(flip_from_outputs(out, base_outputs,
+                                           (answered @ rows).view(len(features), len(keys), k),
+                                           answered.norm(dim=1)))
         return torch.cat(spreads, dim=1), torch.cat(flips, dim=1)
 
 
