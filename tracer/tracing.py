@@ -35,11 +35,11 @@ the others that were tried):
 - ``flip_disagree`` (ours, the default with projection keys): ``spread_disagree``'s ranks, on
   the spread plus ``FLIP_WEIGHT`` times the flip: how far the residual the copy answered from,
   R(x) without the common directions, leans from the classifier's label to the copy's own (0
-  where they agree). The key test reads the same sum on every unsold key. A score-based attack that ends just past its copy's boundary leaves that
-  copy disagreeing with C and leaning away from C's label, which a key the attack never saw
-  rarely does; the spread alone ranks such a copy among the unsold keys' spreads, which are
-  never 0. On two of three seeds the verdict then names 3.5 to 25 times as many of Square's and
-  SimBA's examples; on the third a higher threshold leaves 1.2-1.9 times (docs/method.md
+  where they agree). The key test reads the same sum on every unsold key. A score-based attack
+  that ends just past its copy's boundary leaves that copy disagreeing with C and leaning away
+  from C's label, which a key the attack never saw rarely does; the spread alone ranks such a
+  copy among the unsold keys' spreads, which are never 0. On three seeds the verdict then names
+  35.5-65% of SimBA's examples and 41-49% of Square's, against 1.5-18.5% (docs/method.md
   section 13).
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
@@ -314,9 +314,9 @@ def _spread_gate(obs: Observation) -> Tensor:
     return strong | weak & (disagree | ~disagree.any(dim=1, keepdim=True))
 
 
-# The flip's weight beside the spread in flip_disagree (docs/method.md section 13: against 0.35,
-# 0.7 doubled SimBA's detection and raised Square's by half on two of three seeds; 1.4, tried on
-# seed 0 alone, cost PGD a fifth of its detection)
+# The flip's weight beside the spread in flip_disagree (docs/method.md section 13: on three
+# seeds 0.5 named 9.5-12 points fewer of SimBA's examples; 1.0 cost PGD up to 4.5 points of
+# detection, 1.4 up to 22.5)
 FLIP_WEIGHT = 0.7
 
 
