@@ -168,7 +168,7 @@ class TracerCopies(nn.Module):
                     answered = self.without_common(features)
                     cols["flip"].append(flip_from_outputs(out, c, self.keyed(answered),
                                                           answered.norm(dim=1)).cpu())
-                    unsold = self.unsold_readings(c, features, debiased)
+                    unsold = self.unsold_readings(c, features, answered, debiased)
                     if unsold is not None:
                         cols["unsold"].append(unsold[0].cpu())
                         cols["unsold_flips"].append(unsold[1].cpu())
@@ -177,10 +177,11 @@ class TracerCopies(nn.Module):
                            joined["debiased"], joined["spread"], joined["unsold"],
                            joined["flip"], joined["unsold_flips"])
 
-    def unsold_readings(self, base_outputs: Tensor, features: Tensor,
+    def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
                         debiased: Tensor) -> tuple[Tensor, Tensor] | None:
-        """The spread and the flip each unsold key reads (tracer.tracing, the key test): 2 x
-        [n, M]; None where these copies have no unsold keys."""
+        """The spread (on ``debiased``) and the flip (on ``answered``, R(x) as tracing reads it)
+        each unsold key reads (tracer.tracing, the key test): 2 x [n, M]; None where these
+        copies have no unsold keys."""
         return None
 
     def without_common(self, residual: Tensor) -> Tensor:
@@ -295,12 +296,11 @@ class ProjectedCopies(TracerCopies):
     def num_unsold(self) -> int:
         return 0 if self.unsold is None else len(self.unsold)
 
-    def unsold_readings(self, base_outputs: Tensor, features: Tensor,
+    def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
                         debiased: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.unsold is None:
             return None
         scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
-        answered = self.without_common(features)
         spreads, flips = [], []
         for keys in self.unsold.split(self.UNSOLD_CHUNK):
             rows = keys.reshape(-1, d).T
