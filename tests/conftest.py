@@ -17,14 +17,15 @@ torch.set_num_threads(2)
 
 
 def tiny_copies(num_copies: int = 3, method: str = "residual", alpha: float = 0.15,
-                seed: int = 0, keying: str = "permutation", unsold: int = 0):
-    """Untrained tracer copies on 8x8 images: the residual tracer, or the paper's VAE one;
-    ``unsold`` projection keys for the key test."""
+                seed: int = 0, keying: str = "permutation", unsold: int = 0,
+                reads: str = "residual"):
+    """Untrained tracer copies on 8x8 images: the residual tracer (reading ``reads``), or the
+    paper's VAE one; ``unsold`` projection keys for the key test."""
     torch.manual_seed(seed)
     inp = InputSpec([1, 8, 8], 10, [0.3], [0.3])
     base = build_base(ModelSpec("small_cnn", {"width": 4, "hidden": 16}), inp)
     spec = TracerSpec(width=4, depth=3, gain=10.0)   # quieter than fashion_mnist's 20: 8x8 images
-    tracer = ResidualTracer(10, 1, 8, width=4, depth=3, gain=spec.gain, seed=seed) \
+    tracer = ResidualTracer(10, 1, 8, width=4, depth=3, gain=spec.gain, seed=seed, reads=reads) \
         if method == "residual" else VAETracer(10, 1, 8, [0.3], [0.3], width=4).base_tracer
     keys = random_projections(num_copies, 10, 64, seed=seed) if keying == "projection" \
         else make_permutations(10, num_copies, seed=seed)

@@ -124,13 +124,13 @@ class Method:
 
 # ---------------------------------------------------------------- the tracer: C + alpha * T_i
 
-TRAINED_TRACER_FIELDS = ("width", "depth")   # of TracerSpec; gain and output norm act after
+TRAINED_TRACER_FIELDS = ("width", "depth")   # of TracerSpec; gain, reads, output norm act after
 
 
 def _residual_tracer(spec: TracerSpec, inp: InputSpec, seed: int) -> ResidualTracer:
     c, h, _ = inp.shape
     return ResidualTracer(inp.num_classes, c, h, width=spec.width, depth=spec.depth,
-                          gain=spec.gain, seed=seed)
+                          gain=spec.gain, seed=seed, reads=spec.reads)
 
 
 def _vae_tracer(spec: TracerSpec, inp: InputSpec, seed: int) -> VAETracer:

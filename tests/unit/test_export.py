@@ -18,6 +18,8 @@ def one_member():
 CASES = {
     "residual, permutation keys": lambda: tiny_copies(3),
     "residual, projection keys": lambda: tiny_copies(3, keying="projection"),
+    "debiased residual, projection keys": lambda: tiny_copies(3, keying="projection",
+                                                              reads="debiased"),
     "paper's VAE tracer": lambda: tiny_copies(3, method="paper"),
     "naive copies": lambda: IndependentCopies([one_member() for _ in range(3)], 10).eval(),
     "watermark": lambda: MaskedCopies([one_member() for _ in range(3)],

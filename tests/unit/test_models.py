@@ -77,6 +77,21 @@ def test_debiased_residual_cancels_what_r_finds_again_on_the_denoised_image():
     assert torch.allclose(tr.debiased_residual(x), 2 * x.flatten(1))
 
 
+def test_a_tracer_that_reads_the_debiased_residual_answers_only_what_d_removes():
+    tr = ResidualTracer(4, 1, 8, width=4, depth=3, gain=2.0, reads="debiased")
+    x = torch.rand(3, 1, 8, 8)
+    # R answers the image's own structure alone: the debiased reading is 0, the tracer quiet
+    tr.noise = _Fixed(lambda v: torch.full_like(v, 0.1))
+    read, debiased = tr.features(x, debiased=True)
+    assert torch.equal(read, debiased) and torch.allclose(read, torch.zeros(3, 64))
+    assert torch.allclose(tr(x), torch.zeros(3, 4))
+    # R(x) = x - 0.5: all of R(x) is kept, as for a tracer that reads R(x)
+    tr.noise = _Fixed(lambda v: v - 0.5)
+    assert torch.allclose(tr.features(x)[0], (x - 0.5).flatten(1), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown tracer input"):
+        ResidualTracer(4, 1, 8, width=4, depth=3, gain=2.0, reads="denoised")
+
+
 def test_both_tracers_offer_what_the_copies_read():
     x = torch.rand(2, 1, 8, 8)
     vae = VAETracer(10, 1, 8, [0.5], [0.5], width=4).base_tracer
@@ -119,13 +134,15 @@ def test_copy_is_classifier_plus_alpha_times_permuted_tracer(copies):
         copies.copy(copies.num_copies)
 
 
-def test_projected_copies_are_classifier_plus_alpha_times_their_own_projection_of_r():
+@pytest.mark.parametrize("reads", ["residual", "debiased"])
+def test_projected_copies_are_classifier_plus_alpha_times_their_own_projection_of_r(reads):
     from conftest import tiny_copies
-    copies = tiny_copies(num_copies=200, keying="projection")
+    copies = tiny_copies(num_copies=200, keying="projection", reads=reads)
     x = torch.rand(3, 1, 8, 8)
     with torch.no_grad():
         c = copies.norm(copies.base(x))
-        r = copies.tracer.noise(x).flatten(1)
+        r = copies.tracer.noise(x).flatten(1) if reads == "residual" else \
+            copies.tracer.debiased_residual(x)
         outs = copies.outputs(x)
         for i in (0, 99, 199):
             expected = c + copies.alpha * torch.tanh(copies.tracer.gain * r @ copies.projections[i].T)

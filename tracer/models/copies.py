@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from tracer.data import batches
 from tracer.models.common_directions import without
-from tracer.models.residual import ResidualTracer
+from tracer.models.residual import ResidualTracer, keyed_input
 from tracer.seeding import derived_seed
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
                             flip_from_outputs, logit_dol_from_outputs, scored,
@@ -287,7 +287,8 @@ class ProjectedCopies(TracerCopies):
         return features @ self.projections[index].T
 
     def keyed_tracer(self, index: int) -> nn.Module:
-        return _ProjectedTracer(self.tracer.noise, self.projections[index], self.tracer.gain)
+        return _ProjectedTracer(self.tracer.noise, self.projections[index], self.tracer.gain,
+                                self.tracer.reads)
 
     def without_common(self, residual: Tensor) -> Tensor:
         return without(self.common, residual)
@@ -374,12 +375,13 @@ class _PermutedTracer(nn.Module):
 
 
 class _ProjectedTracer(nn.Module):
-    """gain * P_i R(x): the noise predictor and one projection."""
+    """gain * P_i F(x), F(x) R(x) or its debiased form (``reads``): the noise predictor and one
+    projection."""
 
-    def __init__(self, noise: nn.Module, projection: Tensor, gain: float):
+    def __init__(self, noise: nn.Module, projection: Tensor, gain: float, reads: str):
         super().__init__()
-        self.noise, self.gain = noise, float(gain)
+        self.noise, self.gain, self.reads = noise, float(gain), reads
         self.register_buffer("projection", projection.float().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.gain * (self.noise(x).flatten(1) @ self.projection.T)
+        return self.gain * (keyed_input(self.noise, x, self.reads)[0] @ self.projection.T)

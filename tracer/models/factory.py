@@ -60,7 +60,8 @@ class TracerSpec:
     """
     width: int = 16         # channels of the residual tracer's R (the VAE's encoder, decoder)
     depth: int = 5          # residual: conv layers of the noise predictor
-    gain: float = 20.0      # residual: T_0 = tanh(gain * P R(x))
+    gain: float = 20.0      # residual: T_0 = tanh(gain * P F(x))
+    reads: str = "residual"  # residual: F(x) = R(x); debiased: R(x) - R(x - R(x))
     output_norm: str = "minmax"
     temperature: float = 1.0
 
