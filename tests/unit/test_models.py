@@ -92,6 +92,17 @@ def test_a_tracer_that_reads_the_debiased_residual_answers_only_what_d_removes()
         ResidualTracer(4, 1, 8, width=4, depth=3, gain=2.0, reads="denoised")
 
 
+def test_what_the_tracer_reads_is_checked_from_the_config_before_anything_trains():
+    import tracer
+    from tracer.config import to_spec
+    spec = to_spec(tracer.compose("debug=tiny", "separation.tracer.reads=debiased"))
+    assert spec.separation.tracer.reads == "debiased"
+    with pytest.raises(ValueError, match="separation.tracer.reads='denoised'"):
+        to_spec(tracer.compose("debug=tiny", "separation.tracer.reads=denoised"))
+    with pytest.raises(ValueError, match="separation.tracer.output_norm='sigmoid'"):
+        to_spec(tracer.compose("debug=tiny", "separation.tracer.output_norm=sigmoid"))
+
+
 def test_both_tracers_offer_what_the_copies_read():
     x = torch.rand(2, 1, 8, 8)
     vae = VAETracer(10, 1, 8, [0.5], [0.5], width=4).base_tracer

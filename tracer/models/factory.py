@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from tracer.models.backbones import Normalize, Resize, backbone
-from tracer.models.copies import OutputNorm, PermutedCopies, ProjectedCopies, TracerCopies
+from tracer.models.copies import (OUTPUT_NORMS, OutputNorm, PermutedCopies, ProjectedCopies,
+                                  TracerCopies)
+from tracer.models.residual import READS
 from tracer.models.targets import build_target, check_target
 
 
@@ -64,6 +66,14 @@ class TracerSpec:
     reads: str = "residual"  # residual: F(x) = R(x); debiased: R(x) - R(x - R(x))
     output_norm: str = "minmax"
     temperature: float = 1.0
+
+    def __post_init__(self):
+        # checked here, from the config, not when the separate stage builds T_0 after training C
+        if self.reads not in READS:
+            raise ValueError(f"separation.tracer.reads={self.reads!r}; known: {READS}")
+        if self.output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"separation.tracer.output_norm={self.output_norm!r}; known: "
+                             f"{OUTPUT_NORMS}")
 
 
 def build_backbone(model: ModelSpec, inp: InputSpec) -> nn.Module:
