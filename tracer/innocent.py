@@ -16,6 +16,7 @@ from torch import Tensor
 
 from tracer.attacks.generate import AttackSpec
 from tracer.evidence import Evidence
+from tracer.seeding import derived_seed
 
 INNOCENT_SETS = ("clean", "gaussian", "jpeg", "independent")   # what ``sets`` may list
 INDEPENDENT = "independent_"   # + an attack's name: that attack's independent set
@@ -80,6 +81,13 @@ class InnocentSpec:
             if INDEPENDENT + a.name == name:
                 return a
         raise ValueError(f"unknown innocent set {name!r}; known: {self.names()}")
+
+
+def innocent_image_order(num_test: int, seed: int) -> Tensor:
+    """The seeded order in which the image sets (clean, gaussian, jpeg) take test images: each
+    takes the first ``InnocentSpec.num``; images further down the order are in none of them."""
+    g = torch.Generator().manual_seed(derived_seed(seed, "innocent_images"))
+    return torch.randperm(num_test, generator=g)
 
 
 def innocent_evidence(x: Tensor, y: Tensor, clean_index: Tensor, name: str) -> Evidence:

@@ -168,6 +168,18 @@ def test_attack_anatomy_reads_a_finished_run(tiny_run, capsys):
         assert 0 <= lost["detected"] <= lost["nameable"] <= 1 and 0 < lost["traced"] <= 1
 
 
+def test_unseen_innocent_reads_a_finished_run(tiny_run, capsys):
+    import runpy
+    from tracer.evaluation.unseen import UNSEEN
+    main = runpy.run_path(str(ROOT / "scripts" / "unseen_innocent.py"))["main"]
+    result = main([str(tiny_run.path), "--images", "50"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
+    assert result["scorer"] == "flip_disagree" and result["images"] == 50
+    assert result["target"] == 0.01
+    assert set(result["false_accusation_rate"]) == set(UNSEEN)
+    assert all(0 <= r <= 1 for r in result["false_accusation_rate"].values())
+
+
 def test_a_run_made_before_common_directions_gets_the_ones_separation_makes(tiny_run, tmp_path):
     import runpy
     import shutil

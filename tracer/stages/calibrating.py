@@ -15,7 +15,7 @@ from tracer.data import ImageData
 from tracer.evaluation.aggregate import (GROUP_SIZES, group_false_accusations, group_rates,
                                          innocent_groups)
 from tracer.evidence import Evidence
-from tracer.innocent import INDEPENDENT, InnocentSpec, innocent_evidence
+from tracer.innocent import INDEPENDENT, InnocentSpec, innocent_evidence, innocent_image_order
 from tracer.io import read_json, sha256_file, write_json
 from tracer.methods import CopySet
 from tracer.models.predict import predict_labels
@@ -158,8 +158,7 @@ def _innocent_set(run: Run, data: ImageData, name: str, spec: InnocentSpec,
     if not independent and wanted > len(data.x_test):
         raise ValueError(f"innocent.num={wanted} but {data.name} has {len(data.x_test)} test "
                          "images")
-    g = torch.Generator().manual_seed(derived_seed(seed, "innocent_images"))
-    idx = torch.randperm(len(data.x_test), generator=g)[:wanted]
+    idx = innocent_image_order(len(data.x_test), seed)[:wanted]
     x, y = data.x_test[idx], data.y_test[idx]
     if name == "clean":
         ev = innocent_evidence(x, y, idx, name)
