@@ -70,3 +70,13 @@ def test_group_thresholds_hold_groups_of_innocent_inputs_to_the_target_share():
         assert t < float(value.max(1).values.quantile(0.99))
     assert _group_thresholds({"a": Scores(value[:4])}, 0.01, seed=4) == {5: -math.inf,
                                                                           10: -math.inf}
+
+
+def test_the_calibrate_stage_says_when_the_key_test_cannot_bound_a_wrong_copy_alone():
+    from tracer.stages.calibrating import key_test_too_weak
+    assert key_test_too_weak(5, 1000, 0.01) is None             # 4 / 1001: within 1%
+    assert key_test_too_weak(5, 0, 0.01) is None                # no key test: nothing to say
+    said = key_test_too_weak(50, 1000, 0.01)                    # 49 / 1001 = 4.9%
+    assert "0.049" in said and "separation.unsold_keys=4899" in said
+    assert key_test_too_weak(50, 4899, 0.01) is None            # 49 / 4900: exactly 1%
+    assert key_test_too_weak(50, 4898, 0.01) is not None

@@ -2,6 +2,7 @@
 tracer abstains, and measure false accusations and detection there; writes ``innocent/``."""
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from tracer.stages.separating import trained_as_recorded
 from tracer.stages.tracing import scorer_name, traced_evidence
 from tracer.tracing import Scores
 from tracer.transforms import gaussian_noise, jpeg
+
+log = logging.getLogger("tracer")
 
 
 def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | Path, *,
@@ -71,11 +74,14 @@ def calibrate(copies: CopySet, data: ImageData, spec: InnocentSpec, out: str | P
     group_thresholds = _group_thresholds(calibration_halves, spec.max_false_accusation, seed)
     attacks = {name: (traced_evidence(copies, ev, data.x_test, device=device).scores[use],
                       ev.source) for name, ev in evidence.items()}
+    bound = _key_test_bound(copies.num_copies, unsold)
+    if (weak := key_test_too_weak(copies.num_copies, unsold, spec.max_false_accusation)):
+        log.warning(weak)
     result = {
         # null: no score bound is needed; a verdict still needs a nameable top (tracer.tracing)
         "scorer": use, "threshold": threshold if math.isfinite(threshold) else None,
         "max_false_accusation": spec.max_false_accusation, "confidence": spec.confidence,
-        "unsold_keys": unsold, "key_test_wrong_bound": _key_test_bound(copies.num_copies, unsold),
+        "unsold_keys": unsold, "key_test_wrong_bound": bound,
         "manifest_sha256": manifest,
         "innocent": {k: _innocent_rates(s, *split[k], threshold, group_thresholds,
                                         spec.confidence)
@@ -109,6 +115,19 @@ def _group_thresholds(calibration: dict[str, Scores], max_false_accusation: floa
                   is not None}
         out[k] = choose_threshold(groups, max_false_accusation) if groups else -math.inf
     return out
+
+
+def key_test_too_weak(copies: int, unsold: int, max_false_accusation: float) -> str | None:
+    """What to say where the key test cannot keep naming a wrong copy within
+    ``max_false_accusation`` by itself (its bound grows with the copies), else None: the
+    threshold then stands alone between attack evidence and a wrong buyer."""
+    bound = _key_test_bound(copies, unsold)
+    if bound is None or bound <= max_false_accusation:
+        return None
+    needed = math.ceil((copies - 1) / max_false_accusation) - 1
+    return (f"the key test bounds naming a wrong copy at {bound:.3f} per example ({copies} "
+            f"copies, {unsold} unsold keys), above the target {max_false_accusation}: "
+            f"separation.unsold_keys={needed} or more would keep it within")
 
 
 def _key_test_bound(copies: int, unsold: int) -> float | None:
