@@ -32,27 +32,34 @@ the others that were tried):
   attack that moved C too, where other copies may disagree by chance) decides alone. The
   default until ``flip_disagree``: on three seeds it read SimBA at 72-80% against 38-43% and
   Square 5 points higher, and named no wrong buyer on any attack (docs/method.md section 8).
-- ``flip_disagree`` (ours, the default with projection keys): ``spread_disagree``'s ranks, on
-  the spread plus ``FLIP_WEIGHT`` times the flip: how far the residual the copy answered from,
-  R(x) without the common directions, leans from the classifier's label to the copy's own (0
-  where they agree). The key test reads the same sum on every unsold key. A score-based attack
-  that ends just past its copy's boundary leaves that copy disagreeing with C and leaning away
-  from C's label, which a key the attack never saw rarely does; the spread alone ranks such a
-  copy among the unsold keys' spreads, which are never 0. On three seeds the verdict then names
-  35.5-65% of SimBA's examples and 41-49% of Square's, against 1.5-18.5% (docs/method.md
-  section 13).
+- ``flip_disagree`` (ours; the default with projection keys until ``nearest_flip``):
+  ``spread_disagree``'s ranks, on the spread plus ``FLIP_WEIGHT`` times the flip: how far the
+  residual the copy answered from, R(x) without the common directions, leans from the
+  classifier's label to the copy's own (0 where they agree). The key test reads the same sum on
+  every unsold key. A score-based attack that ends just past its copy's boundary leaves that
+  copy disagreeing with C and leaning away from C's label, which a key the attack never saw
+  rarely does; the spread alone ranks such a copy among the unsold keys' spreads, which are
+  never 0. On three seeds the verdict then names 35.5-65% of SimBA's examples and 41-49% of
+  Square's, against 1.5-18.5% (docs/method.md section 13).
+- ``nearest_flip`` (ours, the default with projection keys): ``flip_disagree``'s values, key
+  test and threshold; where ``flip_disagree``'s first candidate fails the key test, the
+  candidate ranked first is instead the one both high on the flip sum and nearest its own
+  decision boundary: by the sum of its two rank evidences among all keys (sold and unsold),
+  -log(rank / keys), the nearness weighted ``NEAREST_WEIGHT``. Attacks that stop at their first
+  success (score- and decision-based) leave their copy just past its boundary, while a copy they
+  fooled by the way sits wherever C and its own key put it (docs/method.md section 16).
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
   Far past C's boundary (white-box attacks) tanh saturates and DOL loses what these still show.
 
-The key test (the spread scorers and ``flip_disagree``, each on its own value): a copy may be
-named only if its value beats that of every one of the vendor's *unsold* keys, drawn like the
-sold ones, on the same example. A copy that is not the source has a key the attack never saw,
-so on any evidence (any attack, any innocent input) its value is exchangeable with the unsold
-keys': it beats all M of them with chance at most 1/(M + 1), and some wrong copy passes with
-chance at most (m - 1)/(M + 1) over the draw of the keys, whatever the calibration sets held
-(docs/method.md section 8). For one vendor's draw a key can read some kind of input high more
-often than that (section 13), which the calibrated threshold is there for.
+The key test (the spread scorers, ``flip_disagree`` and ``nearest_flip``, each on its value): a
+copy may be named only if its value beats that of every one of the vendor's *unsold* keys, drawn
+like the sold ones, on the same example. A copy that is not the source has a key the attack
+never saw, so on any evidence (any attack, any innocent input) its value is exchangeable with
+the unsold keys': it beats all M of them with chance at most 1/(M + 1), and some wrong copy
+passes with chance at most (m - 1)/(M + 1) over the draw of the keys, whatever the calibration
+sets held (docs/method.md section 8). For one vendor's draw a key can read some kind of input
+high more often than that (section 13), which the calibrated threshold is there for.
 """
 from __future__ import annotations
 
@@ -195,7 +202,8 @@ class Observation:
     test; None without unsold keys. ``flip`` [n, m] and ``unsold_flips`` [n, M]: how far the
     residual the copies answer from (R(x), without the common directions) leans from the
     classifier's label to each key's copy's label (0 where the two agree), beside ``spread`` and
-    ``unsold_spreads``.
+    ``unsold_spreads``. ``margin`` [n, m] and ``unsold_margins`` [n, M]: each key's copy's top
+    output minus its second (:func:`margin_from_outputs`), how near its own boundary it sits.
     """
     dol: Tensor
     labels: Tensor
@@ -206,6 +214,8 @@ class Observation:
     unsold_spreads: Tensor | None = None
     flip: Tensor | None = None
     unsold_flips: Tensor | None = None
+    margin: Tensor | None = None
+    unsold_margins: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -257,6 +267,13 @@ def flip_from_outputs(outputs: Tensor, base_outputs: Tensor, pre_activations: Te
     cln = base_outputs.argmax(-1, keepdim=True).expand_as(att)
     lean = pre_activations.gather(-1, att) - pre_activations.gather(-1, cln)
     return lean.squeeze(-1) / (2 ** 0.5 * scale.clamp_min(1e-12).unsqueeze(1))
+
+
+def margin_from_outputs(outputs: Tensor) -> Tensor:
+    """Each copy's top output minus its second: how far past its own decision boundary the
+    evidence lies. Shape: outputs [n, m, K] -> [n, m]."""
+    top2 = outputs.topk(2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]
 
 
 def spread_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor) -> Tensor:
@@ -334,6 +351,31 @@ def _flip_disagree(obs: Observation) -> Scores:
     return Scores(value, _spread_gate(obs), vouched, unsold)
 
 
+# The nearness's weight beside the flip sum's in nearest_flip's ranking (docs/method.md section
+# 16: 1.0 read SimBA 0.5-2 points higher than 0.5 but HopSkipJump and QEBA up to 6 points lower)
+NEAREST_WEIGHT = 0.5
+
+
+def _nearest_flip(obs: Observation) -> Scores:
+    flip = _flip_disagree(obs)
+    if obs.margin is None or (flip.unsold is None) != (obs.unsold_margins is None):
+        raise ValueError("scorer nearest_flip needs every key's margin beside its flip sum "
+                         "(the residual tracer with projection keys)")
+    n, m = flip.value.shape
+    none = flip.value.new_zeros(n, 0)
+    unsold, unsold_margins = (none, none) if flip.unsold is None else \
+        (flip.unsold, obs.unsold_margins)
+    both = key_evidence(flip.value, unsold)[:, :m] + \
+        NEAREST_WEIGHT * key_evidence(-obs.margin, -unsold_margins)[:, :m]
+    top, _, nameable, _ = flip.top()
+    # where flip_disagree's own first passes its key test it stays first: a verdict it would
+    # give stands, and the nearness ranks only where flip_disagree could name nobody
+    first_index = torch.where(nameable, top, both.argmax(dim=1))
+    first = torch.zeros_like(flip.value, dtype=torch.bool)
+    first[torch.arange(n), first_index] = True
+    return Scores(flip.value, first, flip.vouched, flip.unsold)
+
+
 def _logit_dol_label(obs: Observation) -> Scores:
     if obs.logit_dol_label is None:
         raise ValueError("scorer logit_dol_label needs the evidence's clean labels")
@@ -343,7 +385,7 @@ def _logit_dol_label(obs: Observation) -> Scores:
 SCORERS: dict[str, Callable[[Observation], Scores]] = {
     "dol": _dol, "debiased_disagree": _debiased_disagree, "debiased_spread": _debiased_spread,
     "spread_disagree": _spread_disagree, "flip_disagree": _flip_disagree,
-    "logit_dol_label": _logit_dol_label}
+    "nearest_flip": _nearest_flip, "logit_dol_label": _logit_dol_label}
 
 
 def score(obs: Observation, scorer: str = "dol") -> Scores:

@@ -147,7 +147,7 @@ def test_threshold_splits_reads_a_finished_run(tiny_run, capsys):
     main = runpy.run_path(str(ROOT / "scripts" / "threshold_splits.py"))["main"]
     result = main([str(tiny_run.path), "--splits", "4"])     # the run's target and confidence
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
-    assert result["scorer"] == "flip_disagree" and result["splits"] == 4
+    assert result["scorer"] == "nearest_flip" and result["splits"] == 4
     assert result["confidence"] == 0.95 and result["max_false_accusation"] == 0.01
     assert 0 <= result["share_above_target"] <= 1 and set(result["detection"]) == {"hsja", "pgd"}
 
@@ -157,7 +157,7 @@ def test_attack_anatomy_reads_a_finished_run(tiny_run, capsys):
     main = runpy.run_path(str(ROOT / "scripts" / "attack_anatomy.py"))["main"]
     result = main([str(tiny_run.path), "--images", "100"])
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
-    assert result["scorer"] == "flip_disagree"
+    assert result["scorer"] == "nearest_flip"
     assert set(result["fooled_by_chance"]) == {"stripes", "signs", "blocks"}
     assert all(0 <= v <= 1 for v in result["fooled_by_chance"].values())
     for name in ("hsja", "pgd"):
@@ -174,7 +174,7 @@ def test_unseen_innocent_reads_a_finished_run(tiny_run, capsys):
     main = runpy.run_path(str(ROOT / "scripts" / "unseen_innocent.py"))["main"]
     result = main([str(tiny_run.path), "--images", "50"])
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
-    assert result["scorer"] == "flip_disagree" and result["images"] == 50
+    assert result["scorer"] == "nearest_flip" and result["images"] == 50
     assert result["target"] == 0.01
     assert set(result["false_accusation_rate"]) == set(UNSEEN)
     assert all(0 <= r <= 1 for r in result["false_accusation_rate"].values())

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from tracer.tracing import (FLIP_WEIGHT, SPREAD_GATE, Observation, Scores, dol_from_outputs,
-                            flip_from_outputs, key_evidence, logit_dol_from_outputs, named,
-                            outranks, score, scored, spread_from_outputs, verdict)
+from tracer.tracing import (FLIP_WEIGHT, NEAREST_WEIGHT, SPREAD_GATE, Observation, Scores,
+                            dol_from_outputs, flip_from_outputs, key_evidence,
+                            logit_dol_from_outputs, margin_from_outputs, named, outranks, score,
+                            scored, spread_from_outputs, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -215,8 +216,8 @@ def test_spread_disagree_reads_the_disagreeing_copies_only_where_no_spread_stand
 def test_only_projection_keys_offer_the_spread():
     from conftest import tiny_copies
     perm, proj = tiny_copies(keying="permutation"), tiny_copies(keying="projection")
-    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "flip_disagree"
-    assert "flip_disagree" not in perm.scorers
+    assert "debiased_spread" not in perm.scorers and proj.scorers[0] == "nearest_flip"
+    assert "flip_disagree" not in perm.scorers and "nearest_flip" not in perm.scorers
     assert "spread_disagree" not in perm.scorers and "spread_disagree" in proj.scorers
     x = torch.rand(5, 1, 8, 8)
     assert perm.observe(x).spread is None
@@ -326,12 +327,46 @@ def test_flip_disagree_ranks_as_spread_disagree_on_the_spread_plus_the_flip():
         score(Observation(**{**obs.__dict__, "flip": None}), "flip_disagree")
 
 
+def test_margin_is_each_copys_top_output_minus_its_second():
+    outputs = torch.tensor([[[0.9, 0.1, 0.85], [0.2, 0.7, 0.1]]])
+    assert torch.allclose(margin_from_outputs(outputs), torch.tensor([[0.05, 0.5]]))
+
+
+def test_nearest_flip_ranks_first_the_copy_high_on_the_flip_sum_and_nearest_its_boundary():
+    # three copies, three unsold keys, two examples with the copies' flip sums 0.50, 0.45, 0.10
+    # and margins 0.30, 0.001, 0.02 (unsold 0.1, 0.2, 0.05: nearness ranks 6, 1, 2 of 6).
+    # Example 0 (unsold sums 0.4, 0.3, 0.2): copy 0 passes the key test and stays first.
+    # Example 1 (unsold sums 0.6, 0.3, 0.2): nobody passes; by -log(rank / 6), copy 0 reads
+    # log 3 + 0.5 log 1 = 1.10, copy 1 log 2 + 0.5 log 6 = 1.59, copy 2 0 + 0.5 log 3 = 0.55:
+    # copy 1 first, and no verdict
+    obs = Observation(dol=torch.zeros(2, 3), labels=torch.full((2, 3), 4),
+                      base_labels=torch.full((2, 3), 4), debiased=torch.zeros(2, 3),
+                      spread=torch.tensor([[0.50, 0.45, 0.10]] * 2), flip=torch.zeros(2, 3),
+                      unsold_spreads=torch.tensor([[0.4, 0.3, 0.2], [0.6, 0.3, 0.2]]),
+                      unsold_flips=torch.zeros(2, 3),
+                      margin=torch.tensor([[0.30, 0.001, 0.02]] * 2),
+                      unsold_margins=torch.tensor([[0.1, 0.2, 0.05]] * 2))
+    s, flip = score(obs, "nearest_flip"), score(obs, "flip_disagree")
+    assert NEAREST_WEIGHT == 0.5
+    assert torch.equal(s.value, flip.value) and torch.equal(s.vouched, flip.vouched)
+    assert torch.equal(s.unsold, flip.unsold)
+    assert s.top()[0].tolist() == [0, 1] and flip.top()[0].tolist() == [0, 0]
+    assert named(s, abstain_below=-torch.inf).tolist() == [0, -1]
+    assert named(s, abstain_below=0.55).tolist() == [-1, -1]       # the threshold still holds
+    # without unsold keys there is no key test to fail: flip_disagree's first stays first
+    alone = Observation(**{**obs.__dict__, "unsold_spreads": None, "unsold_flips": None,
+                           "unsold_margins": None})
+    assert score(alone, "nearest_flip").top()[0].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="nearest_flip needs every key's margin"):
+        score(Observation(**{**obs.__dict__, "unsold_margins": None}), "nearest_flip")
+
+
 def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_plus_one():
     # residuals along copy 0's (label, clean) rows plus noise: copy 1's key, like every unsold
     # key, never saw the attack, so it beats all 19 unsold keys 1 time in 20; copy 0 nearly always
     from tracer.models.copies import random_projections
     g = torch.Generator().manual_seed(1)
-    trials, unsold, passes = 1000, 19, torch.zeros(2, 2)
+    trials, unsold, passes, wrong = 1000, 19, torch.zeros(2, 2), 0.0
     for t in range(trials):
         keys = random_projections(2 + unsold, 10, 256, seed=t)           # sold: 0 and 1
         signal = keys[0, 4] - keys[0, 7]
@@ -343,15 +378,21 @@ def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_pl
         base = torch.zeros(1, 1, 10)
         base[..., 7] = 1.0                                               # C: the clean label
         flip = flip_from_outputs(outputs, base, z, r.norm().view(1))[0]
+        margin = margin_from_outputs(outputs)
         obs = Observation(dol=torch.zeros(1, 2), labels=outputs[:, :2].argmax(-1),
                           base_labels=torch.full((1, 2), 7), spread=spread[None, :2],
                           unsold_spreads=spread[None, 2:], flip=flip[None, :2],
-                          unsold_flips=flip[None, 2:])
+                          unsold_flips=flip[None, 2:], margin=margin[:, :2],
+                          unsold_margins=margin[:, 2:])
         passes += torch.stack([score(obs, name).vouched[0].float()
                                for name in ("debiased_spread", "flip_disagree")])
+        # nearest_flip may rank copy 1 first (copy 0 sits far past its boundary here), but
+        # names it only where its own sum passes the key test
+        wrong += float(named(score(obs, "nearest_flip"), abstain_below=-torch.inf)[0] == 1)
     rate = passes / trials
     assert (rate[:, 0] > 0.95).all()
     assert ((rate[:, 1] - 1 / (unsold + 1)).abs() < 0.025).all()   # binomial sd: 0.007
+    assert wrong / trials < 1 / (unsold + 1) + 0.025
 
 
 def test_k_examples_from_one_buyer_are_key_tested_together():

@@ -18,8 +18,8 @@ from tracer.models.common_directions import without
 from tracer.models.residual import ResidualTracer, keyed_input
 from tracer.seeding import derived_seed
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
-                            flip_from_outputs, logit_dol_from_outputs, scored,
-                            spread_from_outputs)
+                            flip_from_outputs, logit_dol_from_outputs, margin_from_outputs,
+                            scored, spread_from_outputs)
 
 OUTPUT_NORMS = ("softmax", "minmax")
 
@@ -138,12 +138,12 @@ class TracerCopies(nn.Module):
         """DOLs and labels of every candidate copy, from one pass of C and T_0 per batch (the
         debiased residual's alignment too, where ``scorers`` offer it). ``clean_labels`` [n]
         (optional): what each image shows, for ``logit_dol_label``."""
-        want_spread = bool({"debiased_spread", "spread_disagree", "flip_disagree"} &
-                           set(self.scorers))
+        want_spread = bool({"debiased_spread", "spread_disagree", "flip_disagree",
+                            "nearest_flip"} & set(self.scorers))
         want_debiased = want_spread or "debiased_disagree" in self.scorers
         cols: dict[str, list[Tensor]] = {k: [] for k in (
             "dol", "labels", "base", "label", "debiased", "spread", "unsold", "flip",
-            "unsold_flips")}
+            "unsold_flips", "margin", "unsold_margins")}
         for idx in batches(len(x), batch_size):
             xb = x[idx].to(device)
             c = self.base_outputs(xb)
@@ -168,20 +168,23 @@ class TracerCopies(nn.Module):
                     answered = self.without_common(features)
                     cols["flip"].append(flip_from_outputs(out, c, self.keyed(answered),
                                                           answered.norm(dim=1)).cpu())
+                    cols["margin"].append(margin_from_outputs(out).cpu())
                     unsold = self.unsold_readings(c, features, answered, debiased)
                     if unsold is not None:
-                        cols["unsold"].append(unsold[0].cpu())
-                        cols["unsold_flips"].append(unsold[1].cpu())
+                        for key, reading in zip(("unsold", "unsold_flips", "unsold_margins"),
+                                                unsold):
+                            cols[key].append(reading.cpu())
         joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
         return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
                            joined["debiased"], joined["spread"], joined["unsold"],
-                           joined["flip"], joined["unsold_flips"])
+                           joined["flip"], joined["unsold_flips"], joined["margin"],
+                           joined["unsold_margins"])
 
     def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
-                        debiased: Tensor) -> tuple[Tensor, Tensor] | None:
-        """The spread (on ``debiased``) and the flip (on ``answered``, R(x) as tracing reads it)
-        each unsold key reads (tracer.tracing, the key test): 2 x [n, M]; None where these
-        copies have no unsold keys."""
+                        debiased: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The spread (on ``debiased``), the flip (on ``answered``, R(x) as tracing reads it)
+        and the margin of each unsold key's copy (tracer.tracing, the key test): 3 x [n, M];
+        None where these copies have no unsold keys."""
         return None
 
     def without_common(self, residual: Tensor) -> Tensor:
@@ -269,7 +272,8 @@ class ProjectedCopies(TracerCopies):
             common = common.float().clone()
         self.register_buffer("common", common)
         # tracer.tracing: why these keys
-        self.scorers = ("flip_disagree", "spread_disagree", "debiased_spread", *self.scorers)
+        self.scorers = ("nearest_flip", "flip_disagree", "spread_disagree", "debiased_spread",
+                        *self.scorers)
 
     @property
     def num_copies(self) -> int:
@@ -298,11 +302,11 @@ class ProjectedCopies(TracerCopies):
         return 0 if self.unsold is None else len(self.unsold)
 
     def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
-                        debiased: Tensor) -> tuple[Tensor, Tensor] | None:
+                        debiased: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
         if self.unsold is None:
             return None
         scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
-        spreads, flips = [], []
+        spreads, flips, margins = [], [], []
         for keys in self.unsold.split(self.UNSOLD_CHUNK):
             rows = keys.reshape(-1, d).T
             # each unsold key's label, as a copy holding it would answer: C + alpha * its tracer
@@ -313,7 +317,8 @@ class ProjectedCopies(TracerCopies):
             flips.append(flip_from_outputs(out, base_outputs,
                                            (answered @ rows).view(len(features), len(keys), k),
                                            answered.norm(dim=1)))
-        return torch.cat(spreads, dim=1), torch.cat(flips, dim=1)
+            margins.append(margin_from_outputs(out))
+        return torch.cat(spreads, dim=1), torch.cat(flips, dim=1), torch.cat(margins, dim=1)
 
 
 def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0,
