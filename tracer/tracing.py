@@ -352,7 +352,7 @@ def _flip_disagree(obs: Observation) -> Scores:
 
 
 # The nearness's weight beside the flip sum's in nearest_flip's ranking (docs/method.md section
-# 16: 1.0 read SimBA 0.5-2 points higher than 0.5 but HopSkipJump and QEBA up to 6 points lower)
+# 16: 1.0 read SimBA 0.5-2 points higher than 0.5, but QEBA 6 lower, the worst case over attacks)
 NEAREST_WEIGHT = 0.5
 
 
