@@ -200,10 +200,11 @@ class Observation:
     unless the tracer is the residual one (``spread`` also unless the keys are projections).
     ``unsold_spreads``: the spread each of the M unsold keys reads on the example, for the key
     test; None without unsold keys. ``flip`` [n, m] and ``unsold_flips`` [n, M]: how far the
-    residual the copies answer from (R(x), without the common directions) leans from the
-    classifier's label to each key's copy's label (0 where the two agree), beside ``spread`` and
-    ``unsold_spreads``. ``margin`` [n, m] and ``unsold_margins`` [n, M]: each key's copy's top
-    output minus its second (:func:`margin_from_outputs`), how near its own boundary it sits.
+    residual the copies answer from (R(x) or, with ``reads=debiased``, D(x); without the common
+    directions) leans from the classifier's label to each key's copy's label (0 where the two
+    agree), beside ``spread`` and ``unsold_spreads``. ``margin`` [n, m] and ``unsold_margins``
+    [n, M]: each key's copy's top output minus its second (:func:`margin_from_outputs`), how
+    near its own boundary it sits.
     """
     dol: Tensor
     labels: Tensor

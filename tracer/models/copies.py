@@ -164,7 +164,8 @@ class TracerCopies(nn.Module):
                 cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
                 if want_spread:
                     cols["spread"].append(spread_from_outputs(out, keyed, scale).cpu())
-                    # the flip reads what the copy answered from, R(x): the attack steered that
+                    # the flip reads what the copy answered from (R(x), or D(x) where the
+                    # tracer reads that): the attack steered it
                     answered = self.without_common(features)
                     cols["flip"].append(flip_from_outputs(out, c, self.keyed(answered),
                                                           answered.norm(dim=1)).cpu())
@@ -182,7 +183,7 @@ class TracerCopies(nn.Module):
 
     def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
                         debiased: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-        """The spread (on ``debiased``), the flip (on ``answered``, R(x) as tracing reads it)
+        """The spread (on ``debiased``), the flip (on ``answered``, what the copies answer from)
         and the margin of each unsold key's copy (tracer.tracing, the key test): 3 x [n, M];
         None where these copies have no unsold keys."""
         return None
