@@ -51,8 +51,19 @@ the others that were tried):
 - ``logit_dol_label`` (ours): DOL on the tracer's pre-activations with cln = the image's clean
   label (what the investigator sees it show), in units of their spread over the K outputs.
   Far past C's boundary (white-box attacks) tanh saturates and DOL loses what these still show.
+- ``nearest_label`` (ours, with the clean label, projection keys): ``logit_dol_label``'s values,
+  among the copies the evidence fools (the source is one of them), with their key test. A fooled
+  copy that ``flip_disagree``'s key test vouches for is ranked first (what the evidence alone
+  says stands); elsewhere, where ``logit_dol_label``'s first fails its key test and the fooled
+  copy nearest its own boundary (its top output minus its output at the clean label,
+  ``label_gap_from_outputs``) sits within ``NEAR_BOUNDARY`` and leans toward its label (a
+  positive value: its tracer took part in fooling it), that copy: the clean-label reading of
+  ``nearest_flip``'s nearness, sharper because the clean label says which copies are fooled.
+  Deep attacks pass a key test or end far past every boundary and keep ``logit_dol_label``'s
+  first. A verdict needs the clean-label key test (docs/method.md section 17).
 
-The key test (the spread scorers, ``flip_disagree`` and ``nearest_flip``, each on its value): a
+The key test (the spread scorers, ``flip_disagree``, ``nearest_flip`` and ``nearest_label``, each
+on its value): a
 copy may be named only if its value beats that of every one of the vendor's *unsold* keys, drawn
 like the sold ones, on the same example. A copy that is not the source has a key the attack
 never saw, so on any evidence (any attack, any innocent input) its value is exchangeable with
@@ -204,7 +215,10 @@ class Observation:
     directions) leans from the classifier's label to each key's copy's label (0 where the two
     agree), beside ``spread`` and ``unsold_spreads``. ``margin`` [n, m] and ``unsold_margins``
     [n, M]: each key's copy's top output minus its second (:func:`margin_from_outputs`), how
-    near its own boundary it sits.
+    near its own boundary it sits. With the clean labels, ``label_gap`` [n, m]: each copy's top
+    output minus its output at the clean label (:func:`label_gap_from_outputs`; above 0 where
+    the evidence fools the copy), and ``unsold_label`` [n, M]: ``logit_dol_label`` read through
+    each unsold key.
     """
     dol: Tensor
     labels: Tensor
@@ -217,6 +231,8 @@ class Observation:
     unsold_flips: Tensor | None = None
     margin: Tensor | None = None
     unsold_margins: Tensor | None = None
+    label_gap: Tensor | None = None
+    unsold_label: Tensor | None = None
 
 
 def dol_from_outputs(outputs: Tensor, tracer_outputs: Tensor) -> Tensor:
@@ -275,6 +291,16 @@ def margin_from_outputs(outputs: Tensor) -> Tensor:
     evidence lies. Shape: outputs [n, m, K] -> [n, m]."""
     top2 = outputs.topk(2, dim=-1).values
     return top2[..., 0] - top2[..., 1]
+
+
+def label_gap_from_outputs(outputs: Tensor, clean_labels: Tensor) -> Tensor:
+    """Each copy's top output minus its output at the clean label: how far past its own
+    boundary the evidence took it (0 where the copy still answers the clean label).
+
+    Shape: outputs [n, m, K]; clean_labels [n] -> [n, m].
+    """
+    at_label = outputs.gather(-1, clean_labels.view(-1, 1, 1).expand(-1, outputs.shape[1], 1))
+    return outputs.max(-1).values - at_label.squeeze(-1)
 
 
 def spread_from_outputs(outputs: Tensor, pre_activations: Tensor, scale: Tensor) -> Tensor:
@@ -383,10 +409,49 @@ def _logit_dol_label(obs: Observation) -> Scores:
     return Scores(obs.logit_dol_label)
 
 
+# How near its own boundary (top output minus the output at the clean label) a fooled copy must
+# sit for nearest_label to name it where the key test vouches for no copy (docs/method.md
+# section 17: 0.01 read Bandits 3 points lower, 0.03 HopSkipJump half a point lower on seed 0)
+NEAR_BOUNDARY = 0.02
+
+
+def _nearest_label(obs: Observation) -> Scores:
+    if obs.logit_dol_label is None or obs.label_gap is None:
+        raise ValueError("scorer nearest_label needs the evidence's clean labels and the "
+                         "residual tracer with projection keys")
+    value, gap = obs.logit_dol_label, obs.label_gap
+    n = len(value)
+    rows = torch.arange(n)
+    fooled = gap > 0
+    # the source is fooled by its own evidence; where no copy is (a failed attack), all compete
+    pool = fooled | ~fooled.any(dim=1, keepdim=True)
+    top = value.masked_fill(~pool, -torch.inf).argmax(dim=1)
+    vouched = None if obs.unsold_label is None else \
+        value > obs.unsold_label.max(dim=1, keepdim=True).values
+    if vouched is None:   # no key test: nothing says where the lean is weak
+        first_index = top
+    else:
+        nearest = gap.masked_fill(~fooled, torch.inf).argmin(dim=1)
+        near = fooled[rows, nearest] & (gap[rows, nearest] < NEAR_BOUNDARY) & \
+            (value[rows, nearest] > 0) & ~vouched[rows, top]
+        first_index = torch.where(near, nearest, top)
+        # a fooled copy that the label-free key test vouches for stays first: the clean label
+        # adds to what the evidence alone says, it does not overrule it
+        free, _, free_named, _ = _flip_disagree(obs).top()
+        first_index = torch.where(free_named & fooled[rows, free], free, first_index)
+    first = torch.zeros_like(value, dtype=torch.bool)
+    first[rows, first_index] = True
+    return Scores(value, first, vouched, obs.unsold_label)
+
+
 SCORERS: dict[str, Callable[[Observation], Scores]] = {
     "dol": _dol, "debiased_disagree": _debiased_disagree, "debiased_spread": _debiased_spread,
     "spread_disagree": _spread_disagree, "flip_disagree": _flip_disagree,
-    "nearest_flip": _nearest_flip, "logit_dol_label": _logit_dol_label}
+    "nearest_flip": _nearest_flip, "logit_dol_label": _logit_dol_label,
+    "nearest_label": _nearest_label}
+
+# the scorers that read the evidence's clean labels (offered only where they are given)
+CLEAN_LABEL_SCORERS = ("logit_dol_label", "nearest_label")
 
 
 def score(obs: Observation, scorer: str = "dol") -> Scores:
@@ -410,9 +475,10 @@ class Scored:
 
 
 def scored(obs: Observation, scorers: tuple[str, ...]) -> Scored:
-    """The scores of each of ``scorers`` that ``obs`` supports (``logit_dol_label`` only with
-    clean labels)."""
-    usable = [n for n in scorers if n != "logit_dol_label" or obs.logit_dol_label is not None]
+    """The scores of each of ``scorers`` that ``obs`` supports (``CLEAN_LABEL_SCORERS`` only
+    with clean labels)."""
+    usable = [n for n in scorers
+              if n not in CLEAN_LABEL_SCORERS or obs.logit_dol_label is not None]
     return Scored(obs.labels, {n: score(obs, n) for n in usable}, obs.dol)
 
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from tracer.tracing import (FLIP_WEIGHT, NEAREST_WEIGHT, SPREAD_GATE, Observation, Scores,
-                            dol_from_outputs, flip_from_outputs, key_evidence,
-                            logit_dol_from_outputs, margin_from_outputs, named, outranks, score,
-                            scored, spread_from_outputs, verdict)
+from tracer.tracing import (FLIP_WEIGHT, NEAR_BOUNDARY, NEAREST_WEIGHT, SPREAD_GATE, Observation,
+                            Scores, dol_from_outputs, flip_from_outputs, key_evidence,
+                            label_gap_from_outputs, logit_dol_from_outputs, margin_from_outputs,
+                            named, outranks, score, scored, spread_from_outputs, verdict)
 
 
 def test_dol_is_tracer_difference_at_top1_and_top2_labels():
@@ -253,10 +253,13 @@ def test_the_key_test_reads_each_unsold_key_as_a_copy_holding_it_would(monkeypat
     holders = ProjectedCopies(copies.base, copies.tracer, copies.unsold, copies.alpha,
                               copies.norm).eval()
     x = torch.rand(6, 1, 8, 8)
-    obs = copies.observe(x, batch_size=4)
-    held = holders.observe(x)
+    y = torch.randint(0, 10, (6,))
+    obs = copies.observe(x, clean_labels=y, batch_size=4)
+    held = holders.observe(x, clean_labels=y)
     assert torch.allclose(obs.unsold_spreads, held.spread, atol=1e-6)
     assert torch.allclose(obs.unsold_flips, held.flip, atol=1e-6)
+    assert torch.allclose(obs.unsold_label, held.logit_dol_label, atol=1e-5)
+    assert copies.observe(x).unsold_label is None
     assert (obs.unsold_flips != 0).any()      # some unsold key's copy disagrees with C
     for name in ("debiased_spread", "spread_disagree"):
         s = score(obs, name)
@@ -361,12 +364,64 @@ def test_nearest_flip_ranks_first_the_copy_high_on_the_flip_sum_and_nearest_its_
         score(Observation(**{**obs.__dict__, "unsold_margins": None}), "nearest_flip")
 
 
+def test_label_gap_is_each_copys_top_output_minus_its_output_at_the_clean_label():
+    outputs = torch.tensor([[[0.9, 0.1, 0.85], [0.2, 0.7, 0.1]], [[0.9, 0.1, 0.85], [0.2, 0.7, 0.1]]])
+    gap = label_gap_from_outputs(outputs, torch.tensor([2, 1]))
+    assert torch.allclose(gap, torch.tensor([[0.05, 0.6], [0.8, 0.0]]))
+
+
+def test_nearest_label_names_the_fooled_copy_just_past_its_boundary_where_no_key_vouches():
+    # three copies, two unsold keys. logit_dol_label's values per example; label_gap: > 0 where
+    # the evidence fools the copy. Example 0: copy 0 beats the unsold keys (2.0 > 1.0) and stays
+    # first though copy 1 is nearer. 1: nobody does (unsold 3.0): copy 1, fooled 0.005 past its
+    # boundary and leaning to its label, is first. 2: the same, but copy 1 leans away (-0.2):
+    # copy 0 stays. 3: copy 2 reads highest but is not fooled: copy 0 (fooled) is first.
+    # 4: the nearest fooled copy is NEAR_BOUNDARY or farther: copy 0 stays. 5: the label-free
+    # key test vouches for copy 1 (spread 2.0 > 1.0), which is fooled: it is first, though the
+    # clean label's test vouches for copy 0. 6: it vouches for copy 2, which is not fooled.
+    value = torch.tensor([[2.0, 0.5, 0.1], [1.0, 0.5, 0.1], [1.0, -0.2, 0.1], [1.0, 0.5, 5.0],
+                          [1.0, 0.5, 0.1], [2.0, 0.5, 0.1], [2.0, 0.5, 0.1]])
+    gap = torch.tensor([[0.3, 0.005, 0.0], [0.3, 0.005, 0.0], [0.3, 0.005, 0.0],
+                        [0.3, 0.0, 0.0], [0.3, NEAR_BOUNDARY, 0.0], [0.3, 0.3, 0.0],
+                        [0.3, 0.3, 0.0]])
+    unsold = torch.tensor([[1.0, 0.5]] + [[3.0, 0.5]] * 4 + [[1.0, 0.5]] * 2)
+    spread = torch.zeros(7, 3)
+    spread[5, 1] = spread[6, 2] = 2.0
+    obs = Observation(dol=torch.zeros(7, 3), labels=torch.zeros(7, 3, dtype=torch.long),
+                      base_labels=torch.zeros(7, 3, dtype=torch.long), logit_dol_label=value,
+                      label_gap=gap, unsold_label=unsold, spread=spread, flip=torch.zeros(7, 3),
+                      unsold_spreads=torch.ones(7, 2), unsold_flips=torch.zeros(7, 2))
+    s = score(obs, "nearest_label")
+    assert torch.equal(s.value, value) and torch.equal(s.unsold, unsold)
+    assert s.top()[0].tolist() == [0, 1, 0, 0, 0, 1, 0]
+    assert score(obs, "logit_dol_label").top()[0].tolist() == [0, 0, 0, 2, 0, 0, 0]
+    # a verdict needs the clean label's key test: copy 1 of example 5 fails it
+    assert named(s, abstain_below=-torch.inf).tolist() == [0, -1, -1, -1, -1, -1, 0]
+    # without unsold keys there is no key test to fail: the first fooled copy by value stays
+    alone = Observation(**{**obs.__dict__, "unsold_label": None})
+    assert score(alone, "nearest_label").top()[0].tolist() == [0] * 7
+    with pytest.raises(ValueError, match="nearest_label needs the evidence's clean labels"):
+        score(Observation(**{**obs.__dict__, "label_gap": None}), "nearest_label")
+
+
+def test_projection_keys_offer_the_clean_label_nearness_only_with_clean_labels():
+    from conftest import tiny_copies
+    copies = tiny_copies(keying="projection", unsold=4)
+    x, y = torch.rand(5, 1, 8, 8), torch.randint(0, 10, (5,))
+    assert "nearest_label" not in copies.trace(x).scores
+    obs = copies.observe(x, clean_labels=y)
+    assert obs.label_gap.shape == (5, 3) and (obs.label_gap >= 0).all()
+    assert torch.equal(obs.label_gap > 0, obs.labels != y.unsqueeze(1))
+    assert obs.unsold_label.shape == (5, 4)
+    assert "nearest_label" in copies.trace(x, clean_labels=y).scores
+
+
 def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_plus_one():
     # residuals along copy 0's (label, clean) rows plus noise: copy 1's key, like every unsold
     # key, never saw the attack, so it beats all 19 unsold keys 1 time in 20; copy 0 nearly always
     from tracer.models.copies import random_projections
     g = torch.Generator().manual_seed(1)
-    trials, unsold, passes, wrong = 1000, 19, torch.zeros(2, 2), 0.0
+    trials, unsold, passes, wrong = 1000, 19, torch.zeros(3, 2), torch.zeros(2)
     for t in range(trials):
         keys = random_projections(2 + unsold, 10, 256, seed=t)           # sold: 0 and 1
         signal = keys[0, 4] - keys[0, 7]
@@ -379,20 +434,25 @@ def test_a_copy_that_is_not_the_source_passes_the_key_test_one_time_in_unsold_pl
         base[..., 7] = 1.0                                               # C: the clean label
         flip = flip_from_outputs(outputs, base, z, r.norm().view(1))[0]
         margin = margin_from_outputs(outputs)
+        clean = torch.tensor([7])
+        lean = logit_dol_from_outputs(outputs, z, clean)
         obs = Observation(dol=torch.zeros(1, 2), labels=outputs[:, :2].argmax(-1),
                           base_labels=torch.full((1, 2), 7), spread=spread[None, :2],
                           unsold_spreads=spread[None, 2:], flip=flip[None, :2],
                           unsold_flips=flip[None, 2:], margin=margin[:, :2],
-                          unsold_margins=margin[:, 2:])
+                          unsold_margins=margin[:, 2:], logit_dol_label=lean[:, :2],
+                          label_gap=label_gap_from_outputs(outputs[:, :2], clean),
+                          unsold_label=lean[:, 2:])
         passes += torch.stack([score(obs, name).vouched[0].float()
-                               for name in ("debiased_spread", "flip_disagree")])
-        # nearest_flip may rank copy 1 first (copy 0 sits far past its boundary here), but
-        # names it only where its own sum passes the key test
-        wrong += float(named(score(obs, "nearest_flip"), abstain_below=-torch.inf)[0] == 1)
+                               for name in ("debiased_spread", "flip_disagree", "nearest_label")])
+        # nearest_flip and nearest_label may rank copy 1 first (copy 0 sits far past its
+        # boundary here), but name it only where its own value passes the key test
+        wrong += torch.tensor([float(named(score(obs, name), abstain_below=-torch.inf)[0] == 1)
+                               for name in ("nearest_flip", "nearest_label")])
     rate = passes / trials
     assert (rate[:, 0] > 0.95).all()
     assert ((rate[:, 1] - 1 / (unsold + 1)).abs() < 0.025).all()   # binomial sd: 0.007
-    assert wrong / trials < 1 / (unsold + 1) + 0.025
+    assert (wrong / trials < 1 / (unsold + 1) + 0.025).all()
 
 
 def test_k_examples_from_one_buyer_are_key_tested_together():

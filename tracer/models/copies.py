@@ -18,8 +18,8 @@ from tracer.models.common_directions import without
 from tracer.models.residual import ResidualTracer, keyed_input
 from tracer.seeding import derived_seed
 from tracer.tracing import (Observation, Scored, aligned_from_outputs, dol_from_outputs,
-                            flip_from_outputs, logit_dol_from_outputs, margin_from_outputs,
-                            scored, spread_from_outputs)
+                            flip_from_outputs, label_gap_from_outputs, logit_dol_from_outputs,
+                            margin_from_outputs, scored, spread_from_outputs)
 
 OUTPUT_NORMS = ("softmax", "minmax")
 
@@ -143,7 +143,7 @@ class TracerCopies(nn.Module):
         want_debiased = want_spread or "debiased_disagree" in self.scorers
         cols: dict[str, list[Tensor]] = {k: [] for k in (
             "dol", "labels", "base", "label", "debiased", "spread", "unsold", "flip",
-            "unsold_flips", "margin", "unsold_margins")}
+            "unsold_flips", "margin", "unsold_margins", "label_gap", "unsold_label")}
         for idx in batches(len(x), batch_size):
             xb = x[idx].to(device)
             c = self.base_outputs(xb)
@@ -156,9 +156,9 @@ class TracerCopies(nn.Module):
             cols["dol"].append(dol_from_outputs(out, t).cpu())
             cols["labels"].append(out.argmax(-1).cpu())
             cols["base"].append(c.argmax(-1).expand_as(out[..., 0]).cpu())
-            if clean_labels is not None:
-                cols["label"].append(
-                    logit_dol_from_outputs(out, z, clean_labels[idx].to(device)).cpu())
+            labels = None if clean_labels is None else clean_labels[idx].to(device)
+            if labels is not None:
+                cols["label"].append(logit_dol_from_outputs(out, z, labels).cpu())
             if debiased is not None:
                 keyed, scale = self.keyed(debiased), debiased.norm(dim=1)
                 cols["debiased"].append(aligned_from_outputs(out, keyed, scale).cpu())
@@ -170,21 +170,26 @@ class TracerCopies(nn.Module):
                     cols["flip"].append(flip_from_outputs(out, c, self.keyed(answered),
                                                           answered.norm(dim=1)).cpu())
                     cols["margin"].append(margin_from_outputs(out).cpu())
-                    unsold = self.unsold_readings(c, features, answered, debiased)
+                    if labels is not None:
+                        cols["label_gap"].append(label_gap_from_outputs(out, labels).cpu())
+                    unsold = self.unsold_readings(c, features, answered, debiased, labels)
                     if unsold is not None:
-                        for key, reading in zip(("unsold", "unsold_flips", "unsold_margins"),
-                                                unsold):
-                            cols[key].append(reading.cpu())
+                        for key, reading in zip(("unsold", "unsold_flips", "unsold_margins",
+                                                 "unsold_label"), unsold):
+                            if reading is not None:
+                                cols[key].append(reading.cpu())
         joined = {k: torch.cat(v) if v else None for k, v in cols.items()}
         return Observation(joined["dol"], joined["labels"], joined["base"], joined["label"],
                            joined["debiased"], joined["spread"], joined["unsold"],
                            joined["flip"], joined["unsold_flips"], joined["margin"],
-                           joined["unsold_margins"])
+                           joined["unsold_margins"], joined["label_gap"], joined["unsold_label"])
 
     def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
-                        debiased: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-        """The spread (on ``debiased``), the flip (on ``answered``, what the copies answer from)
-        and the margin of each unsold key's copy (tracer.tracing, the key test): 3 x [n, M];
+                        debiased: Tensor, clean_labels: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor | None] | None:
+        """The spread (on ``debiased``), the flip (on ``answered``, what the copies answer from),
+        the margin and, with ``clean_labels`` [n], the ``logit_dol_label`` value of each unsold
+        key's copy (tracer.tracing, the key test): 4 x [n, M], the last None without labels;
         None where these copies have no unsold keys."""
         return None
 
@@ -274,7 +279,7 @@ class ProjectedCopies(TracerCopies):
         self.register_buffer("common", common)
         # tracer.tracing: why these keys
         self.scorers = ("nearest_flip", "flip_disagree", "spread_disagree", "debiased_spread",
-                        *self.scorers)
+                        *self.scorers, "nearest_label")
 
     @property
     def num_copies(self) -> int:
@@ -303,23 +308,27 @@ class ProjectedCopies(TracerCopies):
         return 0 if self.unsold is None else len(self.unsold)
 
     def unsold_readings(self, base_outputs: Tensor, features: Tensor, answered: Tensor,
-                        debiased: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+                        debiased: Tensor, clean_labels: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor | None] | None:
         if self.unsold is None:
             return None
         scale, k, d = debiased.norm(dim=1), self.num_classes, features.shape[1]
-        spreads, flips, margins = [], [], []
+        spreads, flips, margins, leans = [], [], [], []
         for keys in self.unsold.split(self.UNSOLD_CHUNK):
             rows = keys.reshape(-1, d).T
             # each unsold key's label, as a copy holding it would answer: C + alpha * its tracer
-            out = base_outputs + self.alpha * torch.tanh(
-                self.tracer.gain * (features @ rows).view(len(features), len(keys), k))
+            z = self.tracer.gain * (features @ rows).view(len(features), len(keys), k)
+            out = base_outputs + self.alpha * torch.tanh(z)
+            if clean_labels is not None:
+                leans.append(logit_dol_from_outputs(out, z, clean_labels))
             spreads.append(spread_from_outputs(
                 out, (debiased @ rows).view(len(features), len(keys), k), scale))
             flips.append(flip_from_outputs(out, base_outputs,
                                            (answered @ rows).view(len(features), len(keys), k),
                                            answered.norm(dim=1)))
             margins.append(margin_from_outputs(out))
-        return torch.cat(spreads, dim=1), torch.cat(flips, dim=1), torch.cat(margins, dim=1)
+        return (torch.cat(spreads, dim=1), torch.cat(flips, dim=1), torch.cat(margins, dim=1),
+                torch.cat(leans, dim=1) if leans else None)
 
 
 def random_projections(num_copies: int, num_classes: int, size: int, seed: int = 0,
