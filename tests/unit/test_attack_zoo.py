@@ -10,7 +10,7 @@ import torch
 
 import tracer
 from tracer.attacks import ScoreOracle, make_view
-from tracer.attacks.art_adapter import ArtAttack
+from tracer.attacks.art_adapter import ArtAttack, ArtWhiteBox
 from tracer.config import to_spec
 
 from conftest import tiny_copies
@@ -40,7 +40,7 @@ def test_a_variant_differs_from_its_attack_in_iterations_only():
 # Attacks that need more than 300 queries for a first success on the tiny copy (an image out of
 # budget comes back unchanged, a failure), and settings that bring their first success within it
 LONGER = {"boundary": 3000, "hsja": 3000, "signopt": 3000, "nes": 3000, "spsa": 3000,
-          "cw": 3000, "ead": 3000, "square": 3000}
+          "cw": 3000, "ead": 3000, "square": 3000, "art_square": 3000}
 SHORTER = {"boundary": {"max_iter": 20}, "hsja": {"max_iter": 3, "max_eval": 100},
            "signopt": {"query_limit": 2500, "max_iter": 20, "num_trial": 20, "k": 20},
            "spsa": {"nb_iter": 10, "nb_sample": 64}}
@@ -80,3 +80,17 @@ def test_art_attack_refuses_a_view_its_threat_model_does_not_give():
         ArtAttack(ScoreOracle(copies.copy(0), 10), attack="Deepfool")
     with pytest.raises(TypeError, match="ScoreOracle"):
         ArtAttack(make_view(copies.copy(0), "decision", 10), attack="SquareAttack")
+    with pytest.raises(TypeError, match="WhiteBoxModel"):
+        ArtWhiteBox(ScoreOracle(copies.copy(0), 10))
+    with pytest.raises(ValueError, match="unknown ART white-box attack"):
+        ArtWhiteBox(make_view(copies.copy(0), "whitebox", 10), attack="SquareAttack")
+
+
+def test_art_pgd_stays_within_its_eps_and_counts_its_queries():
+    copies = tiny_copies()
+    view = make_view(copies.copy(0), "whitebox", 10)
+    attack = ArtWhiteBox(view, eps=0.05, eps_step=0.01, max_iter=5)
+    x = torch.rand(3, 1, 8, 8)
+    x_adv = attack.perturb(x, torch.tensor([1, 2, 3]))
+    assert (x_adv - x).abs().max() <= 0.05 + 1e-6
+    assert len(attack.last_queries) == 3 and (attack.last_queries > 0).all()

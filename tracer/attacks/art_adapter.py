@@ -4,7 +4,8 @@ ART's decision-based attacks (HopSkipJump, Boundary: the ones the paper used; Si
 copy only through a ``BlackBoxClassifier`` whose predict function is our :class:`HardLabelOracle`,
 so they get labels and nothing else; its score-based ones (Square, SimBA) get a
 :class:`ScoreOracle`'s scores. Every query is counted. We hand ART one image at a time so that each
-image's queries are known exactly.
+image's queries are known exactly. Its white-box ones (PGD) get the copy itself
+(:class:`ArtWhiteBox`): implementations that are not ours, to check that tracing holds on them.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tracer.attacks.oracle import HardLabelOracle, QueryBudgetExceeded, ScoreOracle
+from tracer.attacks.oracle import HardLabelOracle, QueryBudgetExceeded, ScoreOracle, WhiteBoxModel
 
 # ART attack class -> the view it needs
 ART_ATTACKS = {"HopSkipJump": HardLabelOracle, "BoundaryAttack": HardLabelOracle,
                "SignOPTAttack": HardLabelOracle, "SquareAttack": ScoreOracle, "SimBA": ScoreOracle}
+# ART's white-box attacks offered (they get the copy itself: ArtWhiteBox)
+ART_WHITE_BOX = ("ProjectedGradientDescent", "BasicIterativeMethod", "FastGradientMethod")
 
 
 class ArtAttack:
@@ -90,6 +93,49 @@ class ArtAttack:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"ART.{self.attack}(untargeted, {args}, budget={self.oracle.budget})"
+
+
+class ArtWhiteBox:
+    """``perturb(x, y) -> x_adv`` with an ART white-box attack (one of ``ART_WHITE_BOX``) on the
+    copy itself, untargeted, through ART's ``PyTorchClassifier`` with the cross-entropy of the
+    copy's output, as a buyer handed the model would set it up (our advertorch PGD takes the
+    margin instead: cross-entropy saturates on these outputs). ``params`` go to the attack's
+    constructor; ``last_queries`` holds each image's share of the forward rows."""
+
+    def __init__(self, model: WhiteBoxModel, attack: str = "ProjectedGradientDescent",
+                 **params):
+        if attack not in ART_WHITE_BOX:
+            raise ValueError(f"unknown ART white-box attack {attack!r}; known: "
+                             f"{sorted(ART_WHITE_BOX)}")
+        if not isinstance(model, WhiteBoxModel):
+            raise TypeError(f"ART {attack} takes a WhiteBoxModel, not a {type(model).__name__}")
+        self.model, self.attack, self.params = model, attack, dict(params)
+        self.last_queries = torch.zeros(0, dtype=torch.long)
+        logging.getLogger("art").setLevel(logging.WARNING)
+
+    def perturb(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Shape: x [n, C, H, W] in [0, 1]; y [n] true labels -> x_adv like x (detached)."""
+        from art.attacks import evasion
+        from art.estimators.classification import PyTorchClassifier
+        self.model.reset(len(x))
+        if y is None:
+            with torch.no_grad():
+                y = self.model(x).argmax(-1)
+        classifier = PyTorchClassifier(self.model, torch.nn.CrossEntropyLoss(),
+                                       input_shape=tuple(x.shape[1:]),
+                                       nb_classes=self.model.num_classes, clip_values=(0.0, 1.0),
+                                       device_type="gpu" if x.is_cuda else "cpu")
+        attack = getattr(evasion, self.attack)(classifier, verbose=False, **self.params)
+        y_np = np.eye(self.model.num_classes, dtype=np.float32)[y.cpu().numpy()]
+        with _seeded_numpy(int(np.random.randint(2**31))):
+            out = attack.generate(x.detach().cpu().numpy().astype(np.float32), y=y_np)
+        self.last_queries = torch.full((len(x),), self.model.queries // max(1, len(x)),
+                                       dtype=torch.long)
+        return torch.from_numpy(np.clip(out, 0.0, 1.0)).to(x.device)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"ART.{self.attack}(untargeted, white-box, cross-entropy, {args})"
 
 
 @contextmanager
