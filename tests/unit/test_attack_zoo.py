@@ -94,3 +94,5 @@ def test_art_pgd_stays_within_its_eps_and_counts_its_queries():
     x_adv = attack.perturb(x, torch.tensor([1, 2, 3]))
     assert (x_adv - x).abs().max() <= 0.05 + 1e-6
     assert len(attack.last_queries) == 3 and (attack.last_queries > 0).all()
+    one_step = ArtWhiteBox(view, attack="FastGradientMethod", eps=0.05).perturb(x)
+    assert torch.allclose((one_step - x).abs().max(), torch.tensor(0.05), atol=1e-6)

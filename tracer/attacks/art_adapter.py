@@ -125,7 +125,9 @@ class ArtWhiteBox:
                                        input_shape=tuple(x.shape[1:]),
                                        nb_classes=self.model.num_classes, clip_values=(0.0, 1.0),
                                        device_type="gpu" if x.is_cuda else "cpu")
-        attack = getattr(evasion, self.attack)(classifier, verbose=False, **self.params)
+        cls = getattr(evasion, self.attack)
+        quiet = {"verbose": False} if "verbose" in inspect.signature(cls).parameters else {}
+        attack = cls(classifier, **quiet, **self.params)
         y_np = np.eye(self.model.num_classes, dtype=np.float32)[y.cpu().numpy()]
         with _seeded_numpy(int(np.random.randint(2**31))):
             out = attack.generate(x.detach().cpu().numpy().astype(np.float32), y=y_np)
