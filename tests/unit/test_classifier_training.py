@@ -70,6 +70,32 @@ def test_fgsm_random_start_steps_up_the_loss_within_the_ball():
     assert fgsm_random_start(model, torch.zeros(3, 1, 4, 4), y, 0.1, start).min() >= 0
 
 
+def test_fgsm_on_a_grid_steps_by_the_sign_of_each_tiles_gradient():
+    # the same linear model on 6 x 6 images, tiles of 4: the last row and column are edge tiles
+    # cut short; the weights rise along the flattened image, so each tile's summed gradient has
+    # one sign, which the whole tile takes
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([torch.linspace(-1, 1.5, 36), torch.zeros(36)]))
+        model[1].bias.zero_()
+    x = torch.full((2, 1, 6, 6), 0.5)
+    y = torch.zeros(2, dtype=torch.long)
+    start = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    adv = fgsm_random_start(model, x, y, 0.1, start, grid=4)
+    step = (adv - x)[:, 0]
+    assert step.abs().max() <= 0.1 + 1e-6
+    for rows, cols in ((slice(0, 4), slice(0, 4)), (slice(0, 4), slice(4, 6)),
+                       (slice(4, 6), slice(0, 4)), (slice(4, 6), slice(4, 6))):
+        tile = step[:, rows, cols]
+        w = model[1].weight[0].view(6, 6)[rows, cols]
+        assert torch.equal(tile.sign(), -w.sum().sign().expand_as(tile)), (rows, cols)
+    assert torch.equal(fgsm_random_start(model, x, y, 0.1, start, grid=1),
+                       fgsm_random_start(model, x, y, 0.1, start))
+    with pytest.raises(ValueError, match="adversarial_grid must be"):
+        train_classifier(nn.Linear(4, 2), torch.rand(4, 4), torch.zeros(4, dtype=torch.long),
+                         ClassifierTraining(epochs=1, adversarial_grid=0), progress=False)
+
+
 @pytest.mark.parametrize("share, epsilon", [(1.5, 0.1), (-0.1, 0.1), (0.5, -0.1)])
 def test_bad_random_perturbation_settings_are_refused(share, epsilon):
     spec = ClassifierTraining(epochs=1, random_share=share, random_epsilon=epsilon)

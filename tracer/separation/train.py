@@ -37,7 +37,10 @@ class ClassifierTraining:
     ``adversarial_share`` of each batch (drawn among the images left unperturbed) is seen as an
     FGSM example with a random start of Linf size ``adversarial_epsilon`` against C as it is
     (``fgsm_random_start``): a C that its own attacks do not cross within the budget leaves the
-    copy's tracer as the way across (docs/method.md section 11)."""
+    copy's tracer as the way across (docs/method.md section 11). ``adversarial_grid`` g > 1
+    makes that step constant on g x g tiles (the gradient's sign averaged over each tile): the
+    perturbations that Square's windows, Bandits' tiles and QEBA's coarse grid search, which the
+    tracer's white-noise keys barely see (docs/method.md section 17)."""
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -46,6 +49,7 @@ class ClassifierTraining:
     random_epsilon: float = 0.1
     adversarial_share: float = 0.25
     adversarial_epsilon: float = 0.1
+    adversarial_grid: int = 1
 
 
 @dataclass
@@ -150,6 +154,9 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
                          f"adversarial_epsilon >= 0, got {spec.adversarial_share} and "
                          f"{spec.adversarial_epsilon}")
 
+    if spec.adversarial_grid < 1:
+        raise ValueError(f"adversarial_grid must be >= 1, got {spec.adversarial_grid}")
+
     def step(xb: Tensor, yb: Tensor, gen: torch.Generator, share: BatchShare):
         untouched = torch.ones(len(xb), dtype=torch.bool)
         if spec.random_share:
@@ -165,7 +172,7 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
             if len(rows):
                 xb = xb.clone()
                 xb[rows] = fgsm_random_start(model, xb[rows], yb[rows], spec.adversarial_epsilon,
-                                             start.to(xb.device))
+                                             start.to(xb.device), spec.adversarial_grid)
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         acc = (logits.argmax(1) == yb).float().mean().item()
@@ -177,20 +184,34 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, spec: ClassifierTra
 
 
 def fgsm_random_start(model: nn.Module, x: Tensor, y: Tensor, epsilon: float,
-                      start: Tensor) -> Tensor:
+                      start: Tensor, grid: int = 1) -> Tensor:
     """One FGSM step of 1.25 ``epsilon`` from a uniform random start in the Linf ball, projected
     back onto it (Wong, Rice and Kolter, "Fast is better than free", ICLR 2020). ``start``:
     uniform draws in [0, 1) like x. The gradient is taken in eval mode, so that the extra pass
-    moves no batch-norm statistics. Shape: x [n, C, H, W] in [0, 1]; y [n] -> like x."""
+    moves no batch-norm statistics. ``grid`` > 1: the step's sign is that of the gradient summed
+    over each ``grid`` x ``grid`` tile (edge tiles cut short), one value a tile, and the random
+    start is drawn a tile at a time too. Shape: x [n, C, H, W] in [0, 1]; y [n] -> like x."""
     was_training = model.training
-    begin = (x + (2 * start - 1) * epsilon).clamp(0.0, 1.0).requires_grad_(True)
+    begin = (x + (2 * _tiled(start, grid, mean=False) - 1) * epsilon).clamp(0.0, 1.0) \
+        .requires_grad_(True)
     try:
         model.eval()
         grad, = torch.autograd.grad(F.cross_entropy(model(begin), y), begin)
     finally:
         model.train(was_training)
-    step = (begin.detach() - x + 1.25 * epsilon * grad.sign()).clamp(-epsilon, epsilon)
+    step = (begin.detach() - x + 1.25 * epsilon * _tiled(grad, grid).sign()).clamp(
+        -epsilon, epsilon)
     return (x + step).clamp(0.0, 1.0)
+
+
+def _tiled(t: Tensor, grid: int, mean: bool = True) -> Tensor:
+    """``t`` [n, C, H, W] made constant on each ``grid`` x ``grid`` tile: its mean over the tile,
+    or (``mean`` False) its value at the tile's first pixel."""
+    if grid == 1:
+        return t
+    h, w = t.shape[-2:]
+    coarse = F.avg_pool2d(t, grid, ceil_mode=True) if mean else t[..., ::grid, ::grid]
+    return F.interpolate(coarse, scale_factor=grid, mode="nearest")[..., :h, :w]
 
 
 def random_perturbations(shape: tuple[int, ...], share: float, epsilon: float,

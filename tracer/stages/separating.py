@@ -57,7 +57,7 @@ def separate(data: ImageData, spec: SeparationSpec, out: str | Path, *, seed: in
 
 # C's training settings that runs recorded before the settings existed trained with
 C_BEFORE_RECORDED = {"random_share": 0.0, "random_epsilon": 0.1, "adversarial_share": 0.0,
-                     "adversarial_epsilon": 0.1}
+                     "adversarial_epsilon": 0.1, "adversarial_grid": 1}
 
 
 def _c_training(recorded: dict) -> dict:
@@ -67,6 +67,8 @@ def _c_training(recorded: dict) -> dict:
     for kind in ("random", "adversarial"):
         if not out[f"{kind}_share"]:
             out.pop(f"{kind}_epsilon")
+    if not out["adversarial_share"]:
+        out.pop("adversarial_grid")
     return out
 
 
