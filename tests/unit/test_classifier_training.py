@@ -50,15 +50,21 @@ def test_c_trained_on_adversarial_examples_sees_other_images_seeded():
     assert all(torch.equal(adversarial[k], again[k]) for k in plain)
 
 
-def test_fgsm_random_start_steps_up_the_loss_within_the_ball():
-    # a linear model: the loss gradient's sign is the same at every point, -sign(w) for class 0
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+def _linear_case(n: int, side: int, top: float):
+    """A linear model whose class-0 weights rise from -1 to ``top`` along the flattened image
+    (the loss gradient's sign is the same at every point, -sign(w) for class 0), n grey images
+    of class 0 and uniform random starts."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(side * side, 2))
     with torch.no_grad():
-        model[1].weight.copy_(torch.stack([torch.linspace(-1, 1, 16), torch.zeros(16)]))
+        model[1].weight.copy_(torch.stack([torch.linspace(-1, top, side * side),
+                                           torch.zeros(side * side)]))
         model[1].bias.zero_()
-    x = torch.full((3, 1, 4, 4), 0.5)
-    y = torch.zeros(3, dtype=torch.long)
-    start = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    start = torch.rand(n, 1, side, side, generator=torch.Generator().manual_seed(0))
+    return model, torch.full((n, 1, side, side), 0.5), torch.zeros(n, dtype=torch.long), start
+
+
+def test_fgsm_random_start_steps_up_the_loss_within_the_ball():
+    model, x, y, start = _linear_case(3, 4, 1.0)
     adv = fgsm_random_start(model.train(), x, y, 0.1, start)
     assert model.training   # its mode is given back
     assert (adv - x).abs().max() <= 0.1 + 1e-6
@@ -71,16 +77,9 @@ def test_fgsm_random_start_steps_up_the_loss_within_the_ball():
 
 
 def test_fgsm_on_a_grid_steps_by_the_sign_of_each_tiles_gradient():
-    # the same linear model on 6 x 6 images, tiles of 4: the last row and column are edge tiles
-    # cut short; the weights rise along the flattened image, so each tile's summed gradient has
-    # one sign, which the whole tile takes
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 2))
-    with torch.no_grad():
-        model[1].weight.copy_(torch.stack([torch.linspace(-1, 1.5, 36), torch.zeros(36)]))
-        model[1].bias.zero_()
-    x = torch.full((2, 1, 6, 6), 0.5)
-    y = torch.zeros(2, dtype=torch.long)
-    start = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    # a linear model on 6 x 6 images, tiles of 4: the last rows and columns are edge tiles cut
+    # short; each tile's summed gradient has one sign, which the whole tile takes
+    model, x, y, start = _linear_case(2, 6, 1.5)
     adv = fgsm_random_start(model, x, y, 0.1, start, grid=4)
     step = (adv - x)[:, 0]
     assert step.abs().max() <= 0.1 + 1e-6
