@@ -63,13 +63,12 @@ the others that were tried):
   first. A verdict needs the clean-label key test (docs/method.md section 17).
 
 The key test (the spread scorers, ``flip_disagree``, ``nearest_flip`` and ``nearest_label``, each
-on its value): a
-copy may be named only if its value beats that of every one of the vendor's *unsold* keys, drawn
-like the sold ones, on the same example. A copy that is not the source has a key the attack
-never saw, so on any evidence (any attack, any innocent input) its value is exchangeable with
-the unsold keys': it beats all M of them with chance at most 1/(M + 1), and some wrong copy
-passes with chance at most (m - 1)/(M + 1) over the draw of the keys, whatever the calibration
-sets held (docs/method.md section 8). For one vendor's draw a key can read some kind of input
+on its value): a copy may be named only if its value beats that of every one of the vendor's
+*unsold* keys, drawn like the sold ones, on the same example. A copy that is not the source has
+a key the attack never saw, so on any evidence (any attack, any innocent input) its value is
+exchangeable with the unsold keys': it beats all M of them with chance at most 1/(M + 1), and
+some wrong copy passes with chance at most (m - 1)/(M + 1) over the draw of the keys, whatever
+the calibration sets held (docs/method.md section 8). For one vendor's draw a key can read some kind of input
 high more often than that (section 13), which the calibrated threshold is there for.
 """
 from __future__ import annotations
