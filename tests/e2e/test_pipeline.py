@@ -168,6 +168,17 @@ def test_attack_anatomy_reads_a_finished_run(tiny_run, capsys):
         assert 0 <= lost["detected"] <= lost["nameable"] <= 1 and 0 < lost["traced"] <= 1
 
 
+def test_scorer_ceiling_reads_a_finished_run(tiny_run, capsys):
+    import runpy
+    main = runpy.run_path(str(ROOT / "scripts" / "scorer_ceiling.py"))["main"]
+    rows = main([str(tiny_run.path), "--folds", "2"])
+    table = capsys.readouterr().out
+    assert {r["attack"] for r in rows} == {"hsja", "pgd"}
+    for r in rows:
+        assert all(0 <= r[k] <= 1 for k in ("default", "fitted_unseen", "fitted_seen"))
+        assert f"| {r['attack']} | {r['n']} | {100 * r['default']:.1f}% |" in table
+
+
 def test_unseen_innocent_reads_a_finished_run(tiny_run, capsys):
     import runpy
     from tracer.evaluation.unseen import UNSEEN
