@@ -18,11 +18,14 @@ def investigate_main(argv: list[str]) -> int:
     ap.add_argument("run", help="a run directory with a calibrate stage")
     ap.add_argument("files", nargs="+", help="PNG / JPEG images or .npy / .npz arrays in [0, 1]")
     ap.add_argument("--json", help="write a report of every file's verdict here")
+    ap.add_argument("--one-buyer", action="store_true",
+                    help="the files come from one buyer: also name them together, at the "
+                         "threshold calibrated for groups (at least the smallest group size)")
     args = ap.parse_args(argv)
     from dataclasses import asdict
     from pathlib import Path
 
-    from tracer.investigate import BadInput, Investigator, describe
+    from tracer.investigate import BadInput, Investigator, describe, describe_together
     from tracer.io import IntegrityError, write_json
     from tracer.runs import load_run
     try:
@@ -40,8 +43,20 @@ def investigate_main(argv: list[str]) -> int:
             continue
         print(describe(f, inv.threshold))
         findings.append(asdict(f))
+    report = {**inv.header(), "files": findings}
+    if args.one_buyer:
+        # a group is the files the investigator named: with one of them unreadable there is none
+        try:
+            if status:
+                raise BadInput("the files are not named together: some could not be read")
+            together = inv.investigate_together([Path(name) for name in args.files])
+            print(describe_together(together))
+            report["together"] = asdict(together)
+        except (BadInput, FileNotFoundError, IsADirectoryError) as err:
+            print(f"tracer investigate: {err}", file=sys.stderr)
+            status = 2
     if args.json:
-        write_json(args.json, {**inv.header(), "files": findings})
+        write_json(args.json, report)
     return status
 
 

@@ -5,6 +5,11 @@ arrays in [0, 1] of the run's image shape. Each is traced by the run's copies wi
 the abstention threshold of the run's calibrate stage; the verdict's confidence comes from score
 densities fitted on the run's own evidence (tracer.confidence). Files are read as data only
 (``numpy.load(allow_pickle=False)``, PIL decoding), never unpickled.
+
+Files the investigator knows come from one buyer can also be named together: a buyer rarely
+makes one adversarial example, and a verdict on several reads what one example holds too little
+of (score-based attacks: docs/method.md sections 12 and 18), held to the threshold the calibrate
+stage chose for groups and to the same key test.
 """
 from __future__ import annotations
 
@@ -40,6 +45,21 @@ class Finding:
     named: int | None
     score: float
     confidence: float | None
+    candidates: list[dict] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class GroupFinding:
+    """The verdict on files known to come from one buyer, tested together: the group size whose
+    calibrated threshold they were held to, that threshold, the copy named (None: no match), its
+    mean score, and every candidate's, best first."""
+    files: list[str]
+    sha256s: list[str]
+    group_size: int
+    threshold: float | None
+    named: int | None
+    score: float
     candidates: list[dict] = field(default_factory=list)
     reason: str = ""
 
@@ -132,26 +152,39 @@ class Investigator:
     def investigate(self, path: Path) -> Finding:
         x = read_image(path, self.shape).unsqueeze(0)
         scores = self._scores(x, None)
-        order = scores.order()[0]
-        verdict = int(named(scores, stored_threshold(self.threshold))[0])
-        elig = scores.eligibility()[0]
-        cands = [{"copy": int(i), "score": float(scores.value[0, i]), "eligible": bool(elig[i])}
-                 for i in order]
-        if scores.vouched is not None:
-            for c in cands:
-                c["beats_unsold_keys"] = bool(scores.vouched[0, c["copy"]])
-        top = cands[0]
-        reason = ""
-        if verdict < 0:
-            tied = scores.top()[3][0]
-            reason = ("tie at the top" if tied else "no eligible candidate" if not top["eligible"]
-                      else "an unsold key reads the evidence as well (key test)"
-                      if not top.get("beats_unsold_keys", True) else "below the threshold")
+        verdict, cands, reason = _ranked(scores, self.threshold)
         confidence = None
         if verdict >= 0 and self._densities is not None:
             confidence = float(self._densities.posterior(scores)[0, verdict])
         return Finding(str(path), sha256_file(path), None if verdict < 0 else verdict,
-                       top["score"], confidence, cands, reason)
+                       cands[0]["score"], confidence, cands, reason)
+
+    def group_threshold(self, k: int) -> tuple[int, float | None]:
+        """The group size whose calibrated threshold ``k`` files from one buyer are held to, and
+        that threshold (null: no score bound): the largest calibrated size up to k, since a
+        mean over more examples varies less and an innocent group reaches a given threshold
+        less often."""
+        stored = self.calibration.get("group_thresholds") or {}
+        sizes = sorted(int(size) for size in stored)
+        usable = [size for size in sizes if size <= k]
+        if not usable:
+            held = f"groups of {', '.join(map(str, sizes))}" if sizes else "no group size (a " \
+                "calibration made before groups were; run the calibrate stage again)"
+            raise BadInput(f"{k} file(s) from one buyer: {self.run.path}'s calibration holds "
+                           f"thresholds for {held}; name fewer files one by one")
+        return usable[-1], stored[str(usable[-1])]
+
+    def investigate_together(self, paths: list[Path]) -> GroupFinding:
+        """Files known to come from one buyer, named together (``Scores.groups``: each copy's
+        mean score, the key test on the mean rank evidence, eligible where it was on at least
+        half of them) at the threshold calibrated for groups (:meth:`group_threshold`)."""
+        size, threshold = self.group_threshold(len(paths))
+        x = torch.stack([read_image(p, self.shape) for p in paths])
+        scores = self._scores(x, None).mean()
+        verdict, cands, reason = _ranked(scores, threshold)
+        return GroupFinding([str(p) for p in paths], [sha256_file(p) for p in paths], size,
+                            threshold, None if verdict < 0 else verdict, cands[0]["score"],
+                            cands, reason)
 
     def header(self) -> dict:
         return {"run": str(self.run.path), "manifest_sha256": sha256_file(self.run.manifest_path),
@@ -170,3 +203,36 @@ def describe(f: Finding, threshold: float | None) -> str:
     conf = "n/a" if f.confidence is None else f"{f.confidence:.1%}"
     return (f"{f.file}: copy {f.named} (score {f.score:.4f}, threshold {thr}, confidence {conf}; "
             f"next: {nxt})")
+
+
+def describe_together(g: GroupFinding) -> str:
+    """A group verdict as a line for the terminal."""
+    thr = "none" if g.threshold is None else f"{g.threshold:.4f}"
+    head = f"{len(g.files)} files together (threshold of groups of {g.group_size}: {thr})"
+    nxt = ", ".join(f"copy {c['copy']} {c['score']:.4f}" for c in g.candidates[1:3])
+    if g.named is None:
+        return f"{head}: no match ({g.reason}; top copy {g.candidates[0]['copy']} score " \
+               f"{g.score:.4f}; next: {nxt})"
+    return f"{head}: copy {g.named} (score {g.score:.4f}; next: {nxt})"
+
+
+def _ranked(scores: Scores, threshold: float | None) -> tuple[int, list[dict], str]:
+    """The verdict on the first (or only) row of ``scores`` at a threshold as the calibration
+    stores it (-1: none), every candidate best first, and why tracer abstained ("" where it
+    named one)."""
+    order = scores.order()[0]
+    verdict = int(named(scores, stored_threshold(threshold))[0])
+    elig = scores.eligibility()[0]
+    cands = [{"copy": int(i), "score": float(scores.value[0, i]), "eligible": bool(elig[i])}
+             for i in order]
+    if scores.vouched is not None:
+        for c in cands:
+            c["beats_unsold_keys"] = bool(scores.vouched[0, c["copy"]])
+    top = cands[0]
+    reason = ""
+    if verdict < 0:
+        tied = scores.top()[3][0]
+        reason = ("tie at the top" if tied else "no eligible candidate" if not top["eligible"]
+                  else "an unsold key reads the evidence as well (key test)"
+                  if not top.get("beats_unsold_keys", True) else "below the threshold")
+    return verdict, cands, reason

@@ -91,3 +91,60 @@ def test_a_run_without_calibration_is_refused(tiny_run, tmp_path):
     proc = investigate(run, tmp_path / "a.npy")
     assert proc.returncode == 2 and "no calibration" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def named_examples(run, k):
+    """k HSJA examples of one source, the source, and the run's calibration."""
+    ev = run.load_evidence("hsja")
+    source = int(ev.source[0])
+    rows = (ev.source == source).nonzero().flatten()[:k]
+    assert len(rows) == k, "the tiny run has too few HSJA examples of one source"
+    return ev.x[rows].numpy(), source
+
+
+def test_files_from_one_buyer_are_named_together_at_the_group_threshold(tiny_run, tmp_path):
+    xs, source = named_examples(tiny_run, 6)
+    files = []
+    for i, x in enumerate(xs):
+        np.save(tmp_path / f"{i}.npy", x)
+        files.append(tmp_path / f"{i}.npy")
+    report = tmp_path / "report.json"
+    proc = investigate(tiny_run.path, *files, "--one-buyer", "--json", report)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 7                      # every file alone, then the six together
+    cal = json.loads(tiny_run.calibration_path.read_text())
+    r = json.loads(report.read_text())["together"]
+    assert r["group_size"] == 5 and r["threshold"] == cal["group_thresholds"]["5"]
+    assert r["files"] == [str(f) for f in files] and len(set(r["sha256s"])) == 6
+    assert r["named"] == source and r["candidates"][0]["copy"] == source
+    assert lines[-1].startswith("6 files together (threshold of groups of 5: ")
+    assert f": copy {source} (score " in lines[-1]
+
+
+def test_a_group_below_the_calibrated_sizes_or_with_a_bad_file_is_refused(tiny_run, tmp_path):
+    xs, _ = named_examples(tiny_run, 5)
+    for i, x in enumerate(xs):
+        np.save(tmp_path / f"{i}.npy", x)
+    few = investigate(tiny_run.path, *[tmp_path / f"{i}.npy" for i in range(3)], "--one-buyer")
+    assert few.returncode == 2 and "Traceback" not in few.stderr
+    assert "3 file(s) from one buyer" in few.stderr and "groups of 5, 10" in few.stderr
+    assert len(few.stdout.splitlines()) == 3    # each file is still named alone
+    (tmp_path / "text.png").write_text("not an image")
+    bad = investigate(tiny_run.path, *[tmp_path / f"{i}.npy" for i in range(5)],
+                      tmp_path / "text.png", "--one-buyer")
+    assert bad.returncode == 2 and "not named together" in bad.stderr
+    assert not any("together" in line for line in bad.stdout.splitlines())
+
+
+def test_the_group_threshold_is_the_largest_calibrated_size_up_to_the_group(tiny_run):
+    from tracer.investigate import BadInput, Investigator
+    inv = Investigator(tiny_run)
+    inv.calibration = {**inv.calibration, "group_thresholds": {"5": 0.3, "10": None}}
+    assert inv.group_threshold(5) == (5, 0.3) and inv.group_threshold(9) == (5, 0.3)
+    assert inv.group_threshold(10) == (10, None) and inv.group_threshold(40) == (10, None)
+    with pytest.raises(BadInput, match="groups of 5, 10"):
+        inv.group_threshold(4)
+    inv.calibration = {k: v for k, v in inv.calibration.items() if k != "group_thresholds"}
+    with pytest.raises(BadInput, match="calibrate stage again"):
+        inv.group_threshold(20)
