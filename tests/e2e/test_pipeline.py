@@ -175,7 +175,8 @@ def test_scorer_ceiling_reads_a_finished_run(tiny_run, capsys):
     table = capsys.readouterr().out
     assert {r["attack"] for r in rows} == {"hsja", "pgd"}
     for r in rows:
-        assert all(0 <= r[k] <= 1 for k in ("default", "fitted_unseen", "fitted_seen"))
+        assert all(0 <= r[k] <= 1 for k in ("default", "fitted_unseen", "fitted_alone",
+                                                "fitted_seen"))
         assert f"| {r['attack']} | {r['n']} | {100 * r['default']:.1f}% |" in table
 
 
