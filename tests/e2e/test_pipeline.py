@@ -1,6 +1,5 @@
 """The tiny configuration end to end: digits, 3 copies, real attacks, every metrics.json field."""
 import json
-import math
 import os
 import subprocess
 import sys
