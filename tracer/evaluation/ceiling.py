@@ -118,7 +118,6 @@ def fit_scorer(readings: Tensor, sources: Tensor, *, hidden: int = 0, epochs: in
     return scorer.eval()
 
 
-@torch.no_grad()
 def held_out_top1(readings: Tensor, sources: Tensor, *, folds: int = 5,
                   also: tuple[Tensor, Tensor] | None = None, hidden: int = 0,
                   seed: int = 0) -> float:
@@ -136,9 +135,9 @@ def held_out_top1(readings: Tensor, sources: Tensor, *, folds: int = 5,
         x, y = readings[train], sources[train]
         if also is not None:
             x, y = torch.cat([x, also[0]]), torch.cat([y, also[1]])
-        with torch.enable_grad():
-            scorer = fit_scorer(x, y, hidden=hidden, seed=seed)
-        hits += int((scorer(readings[fold]).argmax(1) == sources[fold]).sum())
+        scorer = fit_scorer(x, y, hidden=hidden, seed=seed)
+        with torch.no_grad():
+            hits += int((scorer(readings[fold]).argmax(1) == sources[fold]).sum())
     return hits / len(sources)
 
 
