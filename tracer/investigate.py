@@ -195,7 +195,7 @@ class Investigator:
 
 def describe(f: Finding, threshold: float | None) -> str:
     """One file's verdict as a line for the terminal."""
-    nxt = ", ".join(f"copy {c['copy']} {c['score']:.4f}" for c in f.candidates[1:3])
+    nxt = _next_two(f.candidates)
     thr = "none" if threshold is None else f"{threshold:.4f}"
     if f.named is None:
         return f"{f.file}: no match ({f.reason}; top copy {f.candidates[0]['copy']} score " \
@@ -209,11 +209,16 @@ def describe_together(g: GroupFinding) -> str:
     """A group verdict as a line for the terminal."""
     thr = "none" if g.threshold is None else f"{g.threshold:.4f}"
     head = f"{len(g.files)} files together (threshold of groups of {g.group_size}: {thr})"
-    nxt = ", ".join(f"copy {c['copy']} {c['score']:.4f}" for c in g.candidates[1:3])
+    nxt = _next_two(g.candidates)
     if g.named is None:
         return f"{head}: no match ({g.reason}; top copy {g.candidates[0]['copy']} score " \
                f"{g.score:.4f}; next: {nxt})"
     return f"{head}: copy {g.named} (score {g.score:.4f}; next: {nxt})"
+
+
+def _next_two(candidates: list[dict]) -> str:
+    """The runners-up after the top candidate, as a describe line lists them."""
+    return ", ".join(f"copy {c['copy']} {c['score']:.4f}" for c in candidates[1:3])
 
 
 def _ranked(scores: Scores, threshold: float | None) -> tuple[int, list[dict], str]:

@@ -68,8 +68,9 @@ on its value): a copy may be named only if its value beats that of every one of 
 a key the attack never saw, so on any evidence (any attack, any innocent input) its value is
 exchangeable with the unsold keys': it beats all M of them with chance at most 1/(M + 1), and
 some wrong copy passes with chance at most (m - 1)/(M + 1) over the draw of the keys, whatever
-the calibration sets held (docs/method.md section 8). For one vendor's draw a key can read some kind of input
-high more often than that (section 13), which the calibrated threshold is there for.
+the calibration sets held (docs/method.md section 8). For one vendor's draw a key can read some
+kind of input high more often than that (section 13), which the calibrated threshold is there
+for.
 """
 from __future__ import annotations
 
